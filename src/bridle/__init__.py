@@ -1,0 +1,3 @@
+"""Bridle: align language models with human or AI preferences."""
+
+__version__ = "0.1.0"
