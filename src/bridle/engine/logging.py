@@ -1,0 +1,83 @@
+"""Where metrics go: the console (a rich progress bar with loss, tokens/s and ETA, plus a line per log step),
+`metrics.jsonl` (one JSON object per logged step), and any trackers the user asked for through accelerate."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from bridle.errors import ConfigError
+
+TRACKER_PACKAGES = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
+
+console = Console(stderr=True, highlight=False)
+
+
+def parse_trackers(report_to: str) -> list[str]:
+    """`tensorboard,wandb` → ["tensorboard", "wandb"], checking each is known and installed."""
+    names = [n.strip() for n in report_to.split(",") if n.strip() and n.strip() != "none"]
+    for name in names:
+        if name not in TRACKER_PACKAGES:
+            raise ConfigError(f"--report-to {name!r} is not a tracker; use one of {', '.join(TRACKER_PACKAGES)}.")
+        if importlib.util.find_spec(TRACKER_PACKAGES[name]) is None:
+            raise ConfigError(f"--report-to {name} needs the {name} package: pip install {TRACKER_PACKAGES[name]}")
+    return names
+
+
+def format_metrics(metrics: dict[str, float]) -> str:
+    parts = []
+    for key, value in metrics.items():
+        if key == "step":
+            continue
+        parts.append(f"{key}={value:.4g}" if isinstance(value, float) else f"{key}={value}")
+    return " ".join(parts)
+
+
+class RunLog:
+    """Console, metrics.jsonl and trackers for one run. `resume_step` truncates lines a killed run wrote after its
+    last checkpoint, so the file reads as one uninterrupted run."""
+
+    def __init__(self, output_dir: Path, *, accelerator: Any, total_steps: int, show_progress: bool,
+                 resume_step: int = 0, is_main: bool = True) -> None:
+        self.path = output_dir / "metrics.jsonl"
+        self.accelerator, self.is_main = accelerator, is_main
+        if is_main:
+            kept = []
+            if resume_step and self.path.exists():
+                kept = [line for line in self.path.read_text().splitlines()
+                        if line.strip() and json.loads(line).get("step", 0) <= resume_step]
+            self.path.write_text("".join(line + "\n" for line in kept))
+        show = show_progress and is_main and sys.stderr.isatty()
+        self.progress = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                 TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
+                                 TimeRemainingColumn(), console=console, disable=not show)
+        self.task = self.progress.add_task("train", total=total_steps, completed=resume_step, stats="")
+
+    def __enter__(self) -> RunLog:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def advance(self, step: int, stats: str) -> None:
+        self.progress.update(self.task, completed=step, stats=stats)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        if not self.is_main:
+            return
+        record = {"step": step, **metrics}
+        with open(self.path, "a") as handle:
+            handle.write(json.dumps(record) + "\n")
+        self.accelerator.log(metrics, step=step)
+        self.progress.console.print(f"step {step}: {format_metrics(metrics)}")
+
+    def info(self, message: str) -> None:
+        if self.is_main:
+            self.progress.console.print(message)
