@@ -1,4 +1,4 @@
-"""Tiny random models and a byte-level tokenizer: fast, deterministic, offline stand-ins for tests and the CLI."""
+"""Tiny random models and a byte-level tokenizer: fast, deterministic, offline stand-ins for tests and CLI."""
 
 from __future__ import annotations
 
@@ -18,7 +18,8 @@ EOS_ID = 2
 
 SMOLLM2_CHAT_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, "
+    "trained by Hugging Face<|im_end|>\n' }}"
     "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )

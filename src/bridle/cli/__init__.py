@@ -1,0 +1,1 @@
+"""`bridle <command>`: parsing only; logic lives in the packages."""

@@ -1,0 +1,29 @@
+"""Records in, batches out: load, detect and normalize formats, validate rows, tokenize with chat templates, pack."""
+
+from bridle.data.formats import BadRows, detect_kind, normalize
+from bridle.data.packing import PackedRow, pack_examples, packed_collate, pad_collate
+from bridle.data.sources import RawRow, load_rows
+from bridle.data.tokenize import (
+    DataReport,
+    TokenizedExample,
+    build_sft_examples,
+    load_sft_dataset,
+    tokenize_sft,
+)
+
+__all__ = [
+    "BadRows",
+    "DataReport",
+    "PackedRow",
+    "RawRow",
+    "TokenizedExample",
+    "build_sft_examples",
+    "detect_kind",
+    "load_rows",
+    "load_sft_dataset",
+    "normalize",
+    "pack_examples",
+    "packed_collate",
+    "pad_collate",
+    "tokenize_sft",
+]

@@ -1,0 +1,6 @@
+"""Thin wiring per method: config + data + objective. Importing this package registers every method."""
+
+from bridle.methods import sft  # noqa: F401  (registers "sft")
+from bridle.methods.base import METHODS, Method, method
+
+__all__ = ["METHODS", "Method", "method"]

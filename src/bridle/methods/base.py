@@ -1,0 +1,48 @@
+"""What a method is: a config, the data it reads, and the objective it calls. The engine does the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from torch import nn
+
+from bridle.config import TrainConfig
+from bridle.engine import StepOutput
+
+METHODS: dict[str, type[Method]] = {}
+
+
+def method(name: str):  # noqa: ANN201 - class decorator
+    """Register a method under the command name `bridle <name>`."""
+
+    def register(cls: type[Method]) -> type[Method]:
+        cls.name = name
+        METHODS[name] = cls
+        return cls
+
+    return register
+
+
+class Method:
+    """Base of every method. Subclasses set `Config` and implement `build_datasets`, `collate` and `step`."""
+
+    name: ClassVar[str] = ""
+    Config: ClassVar[type[TrainConfig]] = TrainConfig
+    summary: ClassVar[str] = ""
+
+    def __init__(self, config: TrainConfig, tokenizer: Any) -> None:
+        self.config, self.tokenizer = config, tokenizer
+
+    def build_datasets(self) -> tuple[Sequence[Any], Sequence[Any], str]:
+        """(train items, eval items, a report line for the user about what was loaded, skipped, truncated)."""
+        raise NotImplementedError
+
+    def prepare_model(self, model: nn.Module) -> None:
+        """Hook to adjust the model before training (noise hooks, frozen parts). Default: nothing."""
+
+    def collate(self, items: Sequence[Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
+        raise NotImplementedError

@@ -1,0 +1,100 @@
+"""Run one method end to end: tokenizer, data, model (+LoRA), engine, final HF checkpoint, run records."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+from transformers import set_seed
+
+import bridle
+from bridle.config import TrainConfig, to_dict
+from bridle.engine import Engine, TrainResult
+from bridle.engine.logging import console
+from bridle.methods.base import Method
+from bridle.models import LoraSettings, apply_lora, load_causal_lm, load_tokenizer, model_fingerprint, save_model
+
+
+def data_fingerprint(source: str) -> str:
+    """sha256 of a data file's bytes (or of the hub id / name when it is not a local file), 16 hex digits."""
+    digest = hashlib.sha256()
+    path = Path(source)
+    if path.is_file():
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    else:
+        digest.update(source.encode())
+    return digest.hexdigest()[:16]
+
+
+def versions() -> dict[str, str]:
+    import accelerate
+    import peft
+    import transformers
+
+    return {"bridle": bridle.__version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "accelerate": accelerate.__version__,
+            "peft": peft.__version__}
+
+
+def lora_settings(config: TrainConfig) -> LoraSettings:
+    targets: str | list[str] = config.lora_target_modules
+    if targets != "all-linear":
+        targets = [t.strip() for t in targets.split(",") if t.strip()]
+    return LoraSettings(r=config.lora_r, alpha=config.lora_alpha, dropout=config.lora_dropout,
+                        target_modules=targets)
+
+
+def build_model(config: TrainConfig) -> Any:
+    """The policy to train: loaded weights, gradient checkpointing, LoRA adapters when asked."""
+    model = load_causal_lm(config.model, dtype=config.model_dtype)
+    model.config.use_cache = False
+    if config.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        if config.lora:
+            model.enable_input_require_grads()
+    if config.lora:
+        model = apply_lora(model, lora_settings(config))
+    return model
+
+
+def run(method_cls: type[Method], config: TrainConfig) -> TrainResult:
+    started = time.time()
+    set_seed(config.seed)
+    out = Path(config.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(config.model, max_length=config.max_length)
+    method = method_cls(config, tokenizer)
+    with console.status("loading and tokenizing data"):
+        train_items, eval_items, report = method.build_datasets()
+    console.print(report)
+    model = build_model(config)
+    method.prepare_model(model)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    console.print(f"model {config.model}: {total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable")
+    (out / "config.yaml").write_text(yaml.safe_dump({"method": method_cls.name, **to_dict(config)}, sort_keys=False))
+    run_info = {"method": method_cls.name, "command": sys.argv, "seed": config.seed, "versions": versions(),
+                "model": config.model, "model_fingerprint": model_fingerprint(model),
+                "data": config.data, "data_fingerprint": data_fingerprint(config.data),
+                "train_items": len(train_items), "eval_items": len(eval_items), "data_report": report,
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))}
+    (out / "run.json").write_text(json.dumps(run_info, indent=1))
+    engine = Engine(config, model, method, train_items, eval_items)
+    result = engine.fit()
+    final = save_model(engine.accelerator.unwrap_model(engine.model), tokenizer, out / "model",
+                       merge_lora=config.merge_lora)
+    run_info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), steps=result.steps,
+                    train_metrics=result.train_metrics, eval_metrics=result.eval_metrics,
+                    tokens_per_second=result.tokens_per_second, train_seconds=result.seconds)
+    (out / "run.json").write_text(json.dumps(run_info, indent=1))
+    console.print(f"saved model to {final}  ({result.steps} steps, {result.tokens_per_second:,.0f} tokens/s)")
+    return result

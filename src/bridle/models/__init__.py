@@ -1,0 +1,32 @@
+"""Load policy / reference / reward models: HF dirs, hub ids, GGUF, tiny random ones, the embedded SmolLM2;
+LoRA via peft; atomic saving."""
+
+from bridle.models.atomic import atomic_directory
+from bridle.models.embedded import (
+    EMBEDDED_ALIASES,
+    cache_dir,
+    embedded_gguf_path,
+    ensure_embedded_checkpoint,
+)
+from bridle.models.loading import load_causal_lm, load_tokenizer, model_fingerprint, resolve_model
+from bridle.models.lora import LoraSettings, apply_lora, save_model, unwrap
+from bridle.models.tiny import save_tiny_model, tiny_causal_lm, tiny_tokenizer
+
+__all__ = [
+    "EMBEDDED_ALIASES",
+    "LoraSettings",
+    "apply_lora",
+    "atomic_directory",
+    "cache_dir",
+    "embedded_gguf_path",
+    "ensure_embedded_checkpoint",
+    "load_causal_lm",
+    "load_tokenizer",
+    "model_fingerprint",
+    "resolve_model",
+    "save_model",
+    "save_tiny_model",
+    "tiny_causal_lm",
+    "tiny_tokenizer",
+    "unwrap",
+]

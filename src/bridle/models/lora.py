@@ -1,0 +1,132 @@
+"""LoRA adapters via peft, and saving any policy (plain, adapter, merged, GGUF-origin) as a HF dir."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peft import LoraConfig, PeftModel, get_peft_model
+from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
+
+from bridle.errors import ModelError
+from bridle.models.atomic import atomic_directory
+
+# Tokenizers loaded from GGUF (and some hub repos) carry this "no limit" placeholder instead of a length.
+_NO_LIMIT = 10**12
+
+
+@dataclass
+class LoraSettings:
+    """LoRA hyper-parameters; "all-linear" is peft's keyword for every linear layer but the output head."""
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: str | list[str] = "all-linear"
+
+
+def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
+    """Wrap `model` in LoRA adapters; only adapter weights train; at init the output is unchanged (B=0)."""
+    if isinstance(model, PeftModel):
+        raise ModelError("The model already has LoRA adapters; load the base model (or the merged one) "
+                         "instead.")
+    config = LoraConfig(
+        task_type="CAUSAL_LM",
+        r=settings.r,
+        lora_alpha=settings.alpha,
+        lora_dropout=settings.dropout,
+        target_modules=settings.target_modules,
+    )
+    if getattr(model, "is_gradient_checkpointing", False):
+        # Frozen embeddings give checkpointed blocks inputs without grad; adapters would get no gradient.
+        model.enable_input_require_grads()
+    try:
+        return get_peft_model(model, config)
+    except ValueError as exc:
+        raise ModelError(f"Cannot apply LoRA: {exc}\nPass module names that exist in this model to "
+                         "--lora-target-modules, or use all-linear.") from exc
+
+
+def unwrap(model: Any) -> PreTrainedModel:
+    """The transformers model under accelerate/DDP (`.module`), compile (`._orig_mod`) and peft wrappers."""
+    while True:
+        if isinstance(model, PeftModel):
+            model = model.get_base_model()
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif hasattr(model, "module") and not isinstance(model, PreTrainedModel):
+            model = model.module
+        else:
+            return model
+
+
+def _strip_wrappers(model: Any) -> Any:
+    """Remove accelerate/compile wrappers but keep a PeftModel, whose adapter we may want to save."""
+    while not isinstance(model, (PeftModel, PreTrainedModel)):
+        if hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        elif hasattr(model, "module"):
+            model = model.module
+        else:
+            break
+    return model
+
+
+def plain_model(model: PreTrainedModel) -> PreTrainedModel:
+    """A model transformers can `save_pretrained`: a GGUF-loaded one refuses ("quantized with gguf"), so copy
+    its dequantized weights into a fresh model built from the config without `quantization_config`."""
+    quant = getattr(model.config, "quantization_config", None)
+    if quant is None:
+        return model
+    method = quant.get("quant_method") if isinstance(quant, dict) else getattr(quant, "quant_method", None)
+    if str(getattr(method, "value", method)) != "gguf":
+        raise ModelError(f"Saving a {method}-quantized model is not supported; load it in float32 "
+                         "or bfloat16.")
+    config = copy.deepcopy(model.config)
+    del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=model.dtype)
+    fresh.load_state_dict(model.state_dict())
+    fresh.generation_config = copy.deepcopy(model.generation_config)
+    fresh.name_or_path = model.name_or_path
+    return fresh.to(model.device)
+
+
+def save_model(model: Any, tokenizer: PreTrainedTokenizerBase | None, out_dir: str | Path, *,
+               merge_lora: bool = False) -> Path:
+    """Write `out_dir` so `AutoModelForCausalLM.from_pretrained(out_dir)` loads it; returns `out_dir`.
+
+    A PeftModel is saved as an adapter dir (merge_lora=False) or merged into a full model (merge_lora=True),
+    merging a copy so the live training model keeps its adapters. Atomic: written to `<out_dir>.tmp-<pid>`
+    then renamed over any old `out_dir`.
+    """
+    out_dir = Path(out_dir).expanduser()
+    with atomic_directory(out_dir, replace=True) as tmp:
+        write_model_files(model, tokenizer, tmp, merge_lora=merge_lora)
+    return out_dir
+
+
+def write_model_files(model: Any, tokenizer: PreTrainedTokenizerBase | None, out_dir: Path, *,
+                      merge_lora: bool = False) -> None:
+    """The non-atomic part of `save_model`: write weights, config and tokenizer into an existing dir."""
+    model = _strip_wrappers(model)
+    if isinstance(model, PeftModel) and not merge_lora:
+        model.save_pretrained(out_dir)
+        config = model.get_base_model().config
+    else:
+        if isinstance(model, PeftModel):
+            model = copy.deepcopy(model).merge_and_unload()
+        model = plain_model(model)
+        model.save_pretrained(out_dir)
+        config = model.config
+    if tokenizer is not None:
+        _save_tokenizer(tokenizer, out_dir, getattr(config, "max_position_embeddings", None))
+
+
+def _save_tokenizer(tokenizer: PreTrainedTokenizerBase, out_dir: Path, max_positions: int | None) -> None:
+    """Save the tokenizer with a real `model_max_length` (not the placeholder); the caller's is untouched."""
+    if tokenizer.model_max_length >= _NO_LIMIT and max_positions:
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.model_max_length = max_positions
+    tokenizer.save_pretrained(out_dir)
