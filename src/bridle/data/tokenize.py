@@ -157,4 +157,7 @@ def load_sft_dataset(source: str | os.PathLike | Sequence[Mapping], tokenizer: A
                                           completion_only=completion_only, on_bad_row=on_bad_row)
     bad.merge(report.bad)
     report.bad, report.rows = bad, len(rows)
+    if not examples:
+        raise DataError(f"no usable rows: {report.summary()}.", source=rows[0].source,
+                        hint=f"{NEEDS['sft']}\n" + "\n".join(bad.examples[:3]))
     return examples, report

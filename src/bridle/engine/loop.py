@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import torch
 from accelerate import Accelerator
+from accelerate.state import AcceleratorState
 from torch import Tensor, nn
 
 from bridle.config import TrainConfig
@@ -68,6 +69,9 @@ class Engine:
         self.train_items, self.eval_items = train_items, list(eval_items or [])
         self.output_dir = Path(config.output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        # One process may run several stages (a pipeline) with different precisions: the process-wide state
+        # (devices, ranks) stays, the per-run state is rebuilt.
+        AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(
             mixed_precision="bf16" if config.precision == "bf16" else "no",
             log_with=parse_trackers(config.report_to) or None, project_dir=str(self.output_dir))

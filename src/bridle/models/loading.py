@@ -95,8 +95,10 @@ def _from_hub(repo_id: str) -> str:
                          f"under that name ({type(exc).__name__}).\nCheck the spelling, run `hf auth login` "
                          f"for a gated or private model, or: {_HOW_TO_PASS}") from exc
     except Exception as exc:  # network errors come from httpx/requests/OSError depending on versions
-        why = "HF_HUB_OFFLINE is set and it is not in the local cache" if offline else \
-            f"the Hugging Face hub could not be reached ({type(exc).__name__})"
+        if offline:
+            why = "HF_HUB_OFFLINE is set, so the Hugging Face hub could not be reached; not in the cache"
+        else:
+            why = f"the Hugging Face hub could not be reached ({type(exc).__name__})"
         raise ModelError(f"Cannot load model {repo_id!r}: it is not a local directory and {why}.\n"
                          f"{_HOW_TO_PASS}") from exc
 
@@ -135,8 +137,16 @@ def load_causal_lm(name_or_path: str, *, dtype: str = "float32", attn_implementa
         raise ModelError(f"Cannot load a causal LM from {path}: {exc}\nThe directory needs config.json and "
                          "weights (model.safetensors or its shards).") from exc
     if gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        enable_checkpointing(model)
     return model
+
+
+def enable_checkpointing(model: PreTrainedModel) -> None:
+    """Recompute activations in backward (non-reentrant, so frozen inputs and LoRA work) to save memory."""
+    if hasattr(model, "activation_checkpointing_enable"):  # transformers v5 name
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def model_fingerprint(model: Any) -> str:

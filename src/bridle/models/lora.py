@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import copy
+import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM, PreTrainedModel, PreTrainedTokenizerBase
 
 from bridle.errors import ModelError
 from bridle.models.atomic import atomic_directory
+
+if TYPE_CHECKING:
+    from peft import PeftModel
 
 # Tokenizers loaded from GGUF (and some hub repos) carry this "no limit" placeholder instead of a length.
 _NO_LIMIT = 10**12
@@ -29,7 +32,9 @@ class LoraSettings:
 
 def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
     """Wrap `model` in LoRA adapters; only adapter weights train; at init the output is unchanged (B=0)."""
-    if isinstance(model, PeftModel):
+    from peft import LoraConfig, get_peft_model  # imported here: peft adds ~6 s to every `bridle` start
+
+    if is_peft(model):
         raise ModelError("The model already has LoRA adapters; load the base model (or the merged one) "
                          "instead.")
     config = LoraConfig(
@@ -39,7 +44,7 @@ def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
     )
-    if getattr(model, "is_gradient_checkpointing", False):
+    if is_checkpointing(model):
         # Frozen embeddings give checkpointed blocks inputs without grad; adapters would get no gradient.
         model.enable_input_require_grads()
     try:
@@ -49,10 +54,24 @@ def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
                          "--lora-target-modules, or use all-linear.") from exc
 
 
+def is_peft(model: Any) -> bool:
+    """Whether `model` is a PeftModel, without importing peft (if it is not loaded, nothing is a PeftModel)."""
+    peft = sys.modules.get("peft")
+    return peft is not None and isinstance(model, peft.PeftModel)
+
+
+def is_checkpointing(model: PreTrainedModel) -> bool:
+    """Whether activation checkpointing is on (v5 name first; transformers v4 said gradient checkpointing)."""
+    for name in ("is_activation_checkpointing", "is_gradient_checkpointing"):
+        if hasattr(type(model), name):
+            return bool(getattr(model, name))
+    return False
+
+
 def unwrap(model: Any) -> PreTrainedModel:
     """The transformers model under accelerate/DDP (`.module`), compile (`._orig_mod`) and peft wrappers."""
     while True:
-        if isinstance(model, PeftModel):
+        if is_peft(model):
             model = model.get_base_model()
         elif hasattr(model, "_orig_mod"):
             model = model._orig_mod
@@ -64,7 +83,7 @@ def unwrap(model: Any) -> PreTrainedModel:
 
 def _strip_wrappers(model: Any) -> Any:
     """Remove accelerate/compile wrappers but keep a PeftModel, whose adapter we may want to save."""
-    while not isinstance(model, (PeftModel, PreTrainedModel)):
+    while not (is_peft(model) or isinstance(model, PreTrainedModel)):
         if hasattr(model, "_orig_mod"):
             model = model._orig_mod
         elif hasattr(model, "module"):
@@ -111,11 +130,11 @@ def write_model_files(model: Any, tokenizer: PreTrainedTokenizerBase | None, out
                       merge_lora: bool = False) -> None:
     """The non-atomic part of `save_model`: write weights, config and tokenizer into an existing dir."""
     model = _strip_wrappers(model)
-    if isinstance(model, PeftModel) and not merge_lora:
+    if is_peft(model) and not merge_lora:
         model.save_pretrained(out_dir)
         config = model.get_base_model().config
     else:
-        if isinstance(model, PeftModel):
+        if is_peft(model):
             model = copy.deepcopy(model).merge_and_unload()
         model = plain_model(model)
         model.save_pretrained(out_dir)
