@@ -264,16 +264,16 @@ def compare(bridle: dict[str, Any], trl: dict[str, Any], peak_flops: float) -> d
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--steps", type=int, default=None, help="measured optimizer steps (default 12; 4 --quick)")
-    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps, not measured (default 2; 1 --quick)")
+    parser.add_argument("--steps", type=int, default=None, help="measured optimizer steps (default 5; 2 --quick)")
+    parser.add_argument("--warmup", type=int, default=None, help="warm-up steps, not measured (default 1)")
     parser.add_argument("--quick", action="store_true", help="fewer steps, for a smoke run")
     parser.add_argument("--child", choices=("bridle", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
     parser.add_argument("--packed", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    steps = args.steps if args.steps is not None else (4 if args.quick else 12)
-    warmup = args.warmup if args.warmup is not None else (1 if args.quick else 2)
+    steps = args.steps if args.steps is not None else (2 if args.quick else 5)
+    warmup = args.warmup if args.warmup is not None else 1
 
     if args.child:
         child = child_bridle if args.child == "bridle" else child_trl
@@ -293,6 +293,7 @@ def main() -> int:
     import trl
 
     started = time.perf_counter()
+    load_start = os.getloadavg()[0]  # other work on the machine skews every figure; reported at start and end
     from bridle.models import resolve_model
 
     model_dir = resolve_model(MODEL_ALIAS)  # convert the embedded GGUF once, outside any measured child
@@ -312,7 +313,9 @@ def main() -> int:
             pair = {fw: run_child(fw, packed, str(data), steps, warmup, work) for fw in ("trl", "bridle")}
             results["packed" if packed else "unpacked"] = compare(pair["bridle"], pair["trl"], peak_gflops * 1e9)
         n_params = pair["bridle"]["n_params"]
-    line = {**base, "examples": len(records), "n_params": n_params, "torch_threads": torch.get_num_threads(),
+    line = {**base, "examples": len(records), "n_params": n_params, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(),
+            "load_avg_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)],
             "matmul_peak_gflops": round(peak_gflops, 1), **results, "trl_version": trl.__version__,
             "transformers_version": transformers.__version__, "torch_version": torch.__version__,
             "wall_seconds": round(time.perf_counter() - started, 1)}

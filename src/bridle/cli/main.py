@@ -1,12 +1,16 @@
-"""Entry point of the `bridle` command."""
+"""Entry point of the `bridle` command: one subcommand per training method, plus tool commands."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 
 from bridle import __version__
 from bridle.errors import BridleError
+
+# Tool commands (not training methods): modules with `add_parser(subparsers)` that set `func` on their parser.
+TOOL_COMMANDS: list[str] = []
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,7 +23,23 @@ def build_parser() -> argparse.ArgumentParser:
     for name, cls in METHODS.items():
         p = sub.add_parser(name, help=cls.summary, description=f"bridle {name}: {cls.summary}")
         add_config_flags(p, cls.Config)
+        p.set_defaults(func=train_command)
+    for module in TOOL_COMMANDS:
+        importlib.import_module(module).add_parser(sub)
     return parser
+
+
+def train_command(args: argparse.Namespace) -> None:
+    from bridle.cli.options import overrides_from
+    from bridle.config import build_config
+    from bridle.methods import METHODS
+    from bridle.methods.runner import run
+
+    cls = METHODS[args.command]
+    config = build_config(cls.Config, args.config, overrides_from(args))
+    if not config.data:
+        raise BridleError(f"bridle {args.command}: no training data; pass --data FILE (or set data: in --config).")
+    run(cls, config)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,16 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 1
     try:
-        from bridle.cli.options import overrides_from
-        from bridle.config import build_config
-        from bridle.methods import METHODS
-        from bridle.methods.runner import run
-
-        cls = METHODS[args.command]
-        config = build_config(cls.Config, args.config, overrides_from(args))
-        if not config.data:
-            raise BridleError(f"bridle {args.command}: no training data; pass --data FILE (or set data: in --config).")
-        run(cls, config)
+        args.func(args)
     except BridleError as err:
         print(f"bridle: {err}".replace("\n", "\n        "), file=sys.stderr)
         return 2

@@ -25,4 +25,4 @@ def add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
 
 
 def overrides_from(namespace: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(namespace).items() if k not in ("command", "config")}
+    return {k: v for k, v in vars(namespace).items() if k not in ("command", "config", "func")}

@@ -2,6 +2,12 @@
 
 from bridle.data.formats import BadRows, detect_kind, normalize
 from bridle.data.packing import PackedRow, pack_examples, packed_collate, pad_collate
+from bridle.data.preference import (
+    TokenizedPair,
+    load_preference_dataset,
+    pair_collate,
+    tokenize_pair,
+)
 from bridle.data.sources import RawRow, load_rows
 from bridle.data.tokenize import (
     DataReport,
@@ -16,14 +22,18 @@ __all__ = [
     "DataReport",
     "PackedRow",
     "RawRow",
+    "TokenizedPair",
     "TokenizedExample",
     "build_sft_examples",
     "detect_kind",
+    "load_preference_dataset",
     "load_rows",
     "load_sft_dataset",
     "normalize",
     "pack_examples",
     "packed_collate",
     "pad_collate",
+    "pair_collate",
+    "tokenize_pair",
     "tokenize_sft",
 ]

@@ -226,6 +226,15 @@ def _sft(row: Mapping) -> dict:
 
 
 def _preference(row: Mapping) -> dict:
+    record = _preference_pair(row)
+    if row.get("margin") is not None:  # optional per-pair margin (e.g. rating difference) for reward models
+        if not isinstance(row["margin"], numbers.Real) or isinstance(row["margin"], bool):
+            raise _wrong_type("margin", "a number", row["margin"])
+        record["margin"] = float(row["margin"])
+    return record
+
+
+def _preference_pair(row: Mapping) -> dict:
     if "response_j" in row or "response_k" in row:  # stack-exchange-paired: j is preferred over k
         prompt = _text(row, "question")
         chosen, rejected = _text(row, "response_j"), _text(row, "response_k")

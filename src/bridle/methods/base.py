@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 from torch import nn
@@ -38,8 +39,27 @@ class Method:
         """(train items, eval items, a report line for the user about what was loaded, skipped, truncated)."""
         raise NotImplementedError
 
+    def build_model(self) -> nn.Module:
+        """The model to train. Default: the causal LM of `--model`, with gradient checkpointing and LoRA as asked."""
+        from bridle.methods.runner import build_causal_lm
+
+        return build_causal_lm(self.config)
+
     def prepare_model(self, model: nn.Module) -> None:
         """Hook to adjust the model before training (noise hooks, frozen parts). Default: nothing."""
+
+    def before_training(self, model: nn.Module, train_items: Sequence[Any], eval_items: Sequence[Any]) -> None:
+        """Hook for one pass over the data before the loop (e.g. precomputing reference log-probs)."""
+
+    def save(self, model: nn.Module, out_dir: Path) -> Path:
+        """Write the final model where `AutoModel*.from_pretrained` loads it. Default: causal LM (+LoRA) save."""
+        from bridle.models import save_model
+
+        return save_model(model, self.tokenizer, out_dir, merge_lora=self.config.merge_lora)
+
+    def finish(self, model: nn.Module, out_dir: Path) -> dict[str, Any]:
+        """Hook after saving: extra records for run.json (e.g. reward statistics). Default: none."""
+        return {}
 
     def collate(self, items: Sequence[Any]) -> dict[str, Any]:
         raise NotImplementedError

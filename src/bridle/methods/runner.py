@@ -19,7 +19,7 @@ from bridle.config import TrainConfig, to_dict
 from bridle.engine import Engine, TrainResult
 from bridle.engine.logging import console
 from bridle.methods.base import Method
-from bridle.models import LoraSettings, apply_lora, load_causal_lm, load_tokenizer, model_fingerprint, save_model
+from bridle.models import LoraSettings, apply_lora, load_causal_lm, load_tokenizer, model_fingerprint
 
 
 def data_fingerprint(source: str) -> str:
@@ -53,7 +53,7 @@ def lora_settings(config: TrainConfig) -> LoraSettings:
                         target_modules=targets)
 
 
-def build_model(config: TrainConfig) -> Any:
+def build_causal_lm(config: TrainConfig) -> Any:
     """The policy to train: loaded weights, gradient checkpointing, LoRA adapters when asked."""
     model = load_causal_lm(config.model, dtype=config.model_dtype)
     model.config.use_cache = False
@@ -76,7 +76,7 @@ def run(method_cls: type[Method], config: TrainConfig) -> TrainResult:
     with console.status("loading and tokenizing data"):
         train_items, eval_items, report = method.build_datasets()
     console.print(report)
-    model = build_model(config)
+    model = method.build_model()
     method.prepare_model(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
@@ -88,10 +88,12 @@ def run(method_cls: type[Method], config: TrainConfig) -> TrainResult:
                 "train_items": len(train_items), "eval_items": len(eval_items), "data_report": report,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))}
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
+    method.before_training(model, train_items, eval_items)
     engine = Engine(config, model, method, train_items, eval_items)
     result = engine.fit()
-    final = save_model(engine.accelerator.unwrap_model(engine.model), tokenizer, out / "model",
-                       merge_lora=config.merge_lora)
+    trained = engine.accelerator.unwrap_model(engine.model)
+    final = method.save(trained, out / "model")
+    run_info.update(method.finish(trained, final))
     run_info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), steps=result.steps,
                     train_metrics=result.train_metrics, eval_metrics=result.eval_metrics,
                     tokens_per_second=result.tokens_per_second, train_seconds=result.seconds)
