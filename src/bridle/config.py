@@ -52,6 +52,7 @@ class TrainConfig:
     seed: int = option(0, "seed for data order, init and noise")
     log_every: int = option(10, "log metrics every N optimizer steps")
     eval_every: int = option(0, "evaluate every N steps (0 = only at the end, when there is eval data)")
+    eval_on_start: bool = option(False, "evaluate once before the first step (a baseline for the eval curve)")
     save_every: int = option(0, "write a resumable checkpoint every N steps (0 = only the final model)")
     keep_checkpoints: int = option(2, "how many resumable checkpoints to keep")
     resume: bool = option(False, "continue from the newest checkpoint in --output-dir")

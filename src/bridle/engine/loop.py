@@ -172,6 +172,8 @@ class Engine:
                     show_progress=config.progress, resume_step=start, is_main=acc.is_main_process) as log:
             if start:
                 log.info(f"resumed from {found[-1]} at step {start}/{self.total_steps}")
+            elif config.eval_on_start and self.eval_items:
+                log.log(0, self.evaluate())
             for step in range(start, self.total_steps):
                 t0 = time.perf_counter()
                 metrics, tokens = self._train_step(step)
