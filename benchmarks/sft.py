@@ -115,21 +115,24 @@ def matmul_peak_gflops(hidden: int = 576, intermediate: int = 1536, rows: int = 
 
 
 # -- children --------------------------------------------------------------------------------------------------------
-def summarize(step_times: list[tuple[float, int]], warmup: int, losses: list[float], n_params: int,
+def summarize(step_times: list[tuple[float, float, int]], warmup: int, losses: list[float], n_params: int,
               extra: dict[str, Any]) -> dict[str, Any]:
+    """step_times: (wall seconds, process CPU seconds, real tokens) per optimizer step, warm-up ones first."""
     measured = step_times[warmup:]
-    seconds = sum(t for t, _ in measured)
-    tokens = sum(n for _, n in measured)
+    seconds = sum(t for t, _, _ in measured)
+    cpu_seconds = sum(c for _, c, _ in measured)
+    tokens = sum(n for _, _, n in measured)
+    rates = sorted(n / max(t, 1e-9) for t, _, n in measured)
     return {"tokens_per_s": tokens / max(seconds, 1e-9), "peak_gib": peak_rss_gib(), "measured_steps": len(measured),
-            "measured_tokens": tokens, "measured_seconds": seconds,
-            "step_seconds": [round(t, 3) for t, _ in measured],
+            "measured_tokens": tokens, "measured_seconds": seconds, "cpu_seconds": cpu_seconds,
+            "median_step_tokens_per_s": rates[len(rates) // 2] if rates else 0.0,
+            "step_seconds": [round(t, 3) for t, _, _ in measured],
             "mean_loss": sum(losses[warmup:]) / max(len(losses[warmup:]), 1), "n_params": n_params, **extra}
 
 
 def child_bridle(data: str, packed: bool, steps: int, warmup: int, out_dir: str) -> dict[str, Any]:
     from bridle.engine import Engine
     from bridle.engine.batches import BatchPlan
-    from bridle.methods.runner import build_model
     from bridle.methods.sft import SFT, SFTConfig
     from bridle.models import load_tokenizer, resolve_model
 
@@ -142,16 +145,17 @@ def child_bridle(data: str, packed: bool, steps: int, warmup: int, out_dir: str)
     method = SFT(config, tokenizer)
     train_items, eval_items, report = method.build_datasets()
     log(f"bridle {'packed' if packed else 'unpacked'}: {report.splitlines()[-1]}")
-    model = build_model(config)
+    model = method.build_model()  # what `bridle sft` trains: weights as loaded, no checkpointing, no LoRA
     method.prepare_model(model)
-    step_times: list[tuple[float, int]] = []
+    method.before_training(model, train_items, eval_items)
+    step_times: list[tuple[float, float, int]] = []
     losses: list[float] = []
 
     class TimedEngine(Engine):
         def _train_step(self, step: int) -> tuple[dict[str, float], int]:
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             metrics, tokens = super()._train_step(step)
-            step_times.append((time.perf_counter() - t0, tokens))
+            step_times.append((time.perf_counter() - t0, time.process_time() - c0, tokens))
             losses.append(metrics["loss"])
             log(f"bridle step {step + 1}: {step_times[-1][0]:.2f} s, {tokens} tokens, loss {metrics['loss']:.4f}")
             return metrics, tokens
@@ -162,7 +166,7 @@ def child_bridle(data: str, packed: bool, steps: int, warmup: int, out_dir: str)
     engine.fit()
     n_params = sum(p.numel() for p in model.parameters())
     return summarize(step_times, warmup, losses, n_params,
-                     {"train_items": len(train_items), "optimizer": "torch.optim.AdamW (default: foreach)"})
+                     {"train_items": len(train_items), "optimizer": "torch.optim.AdamW (torch default impl)"})
 
 
 def child_trl(data: str, packed: bool, steps: int, warmup: int, out_dir: str) -> dict[str, Any]:
@@ -187,17 +191,17 @@ def child_trl(data: str, packed: bool, steps: int, warmup: int, out_dir: str) ->
         use_cpu=True, eval_strategy="no", save_strategy="no", report_to="none", logging_steps=1,
         disable_tqdm=True, dataloader_num_workers=0, train_sampling_strategy="sequential", seed=SEED,
     )
-    step_times: list[tuple[float, int]] = []
+    step_times: list[tuple[float, float, int]] = []
     losses: list[float] = []
     batch_tokens: list[int] = []
 
     class Timer(TrainerCallback):
         def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
             batch_tokens.clear()
-            self.t0 = time.perf_counter()
+            self.t0, self.c0 = time.perf_counter(), time.process_time()
 
         def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            step_times.append((time.perf_counter() - self.t0, sum(batch_tokens)))
+            step_times.append((time.perf_counter() - self.t0, time.process_time() - self.c0, sum(batch_tokens)))
             log(f"trl step {state.global_step}: {step_times[-1][0]:.2f} s, {sum(batch_tokens)} tokens")
 
         def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
@@ -255,7 +259,10 @@ def compare(bridle: dict[str, Any], trl: dict[str, Any], peak_flops: float) -> d
         mfu = 6.0 * r["n_params"] * r["tokens_per_s"] / peak_flops
         out[name] = {"tokens_per_s": round(r["tokens_per_s"], 1), "peak_gib": round(r["peak_gib"], 3),
                      "mfu": round(mfu, 4), "mean_loss": round(r["mean_loss"], 4),
+                     "median_step_tokens_per_s": round(r["median_step_tokens_per_s"], 1),
+                     "cpu_tokens_per_s": round(r["measured_tokens"] / max(r["cpu_seconds"], 1e-9), 1),
                      "measured_tokens": r["measured_tokens"], "measured_seconds": round(r["measured_seconds"], 2),
+                     "step_seconds": r["step_seconds"],
                      "train_items": r["train_items"], "optimizer": r["optimizer"]}
     out["throughput_ratio"] = round(bridle["tokens_per_s"] / trl["tokens_per_s"], 3)
     out["memory_ratio"] = round(bridle["peak_gib"] / trl["peak_gib"], 3)
