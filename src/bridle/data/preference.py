@@ -14,6 +14,7 @@ from typing import Any, Literal
 import torch
 
 from bridle.data.formats import NEEDS, normalize
+from bridle.data.packing import pad_collate
 from bridle.data.sources import load_rows
 from bridle.data.tokenize import IGNORE_INDEX, DataReport, TokenizedExample, encode_prompt_completion
 from bridle.errors import DataError
@@ -95,16 +96,8 @@ def pair_collate(pairs: Sequence[TokenizedPair], *, pad_id: int) -> dict[str, to
 
     Returns input_ids, attention_mask, labels (2B, T); margin (B,); num_pairs and num_tokens scalars.
     """
-    sequences = [p.chosen for p in pairs] + [p.rejected for p in pairs]
-    width = max(len(s.input_ids) for s in sequences)
-    input_ids = torch.full((len(sequences), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(sequences), width), IGNORE_INDEX, dtype=torch.long)
-    attention_mask = torch.zeros((len(sequences), width), dtype=torch.long)
-    for i, seq in enumerate(sequences):
-        n = len(seq.input_ids)
-        input_ids[i, :n] = torch.tensor(seq.input_ids)
-        labels[i, :n] = torch.tensor(seq.labels)
-        attention_mask[i, :n] = 1  # from lengths: pad may equal EOS
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
-            "margin": torch.tensor([p.margin for p in pairs], dtype=torch.float32),
-            "num_pairs": torch.tensor(len(pairs)), "num_tokens": torch.tensor(int(attention_mask.sum()))}
+    batch = pad_collate([p.chosen for p in pairs] + [p.rejected for p in pairs], pad_id=pad_id)
+    batch.pop("num_loss_tokens")
+    batch.update(margin=torch.tensor([p.margin for p in pairs], dtype=torch.float32),
+                 num_pairs=torch.tensor(len(pairs)), num_tokens=batch["attention_mask"].sum())
+    return batch
