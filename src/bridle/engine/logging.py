@@ -81,3 +81,13 @@ class RunLog:
     def info(self, message: str) -> None:
         if self.is_main:
             self.progress.console.print(message)
+
+
+def task_progress(description: str, total: int, *, show: bool = True) -> Progress:
+    """A rich progress bar for tool commands (scoring, sampling) on stderr; silent when stderr is not a terminal.
+    Use as `with task_progress(...) as bar: bar.advance(bar.task_ids[0], n)`."""
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                   TextColumn("eta"), TimeRemainingColumn(), console=console,
+                   disable=not (show and sys.stderr.isatty()))
+    bar.add_task(description, total=total)
+    return bar

@@ -1,0 +1,5 @@
+"""Batched sampling from a policy (HF generate, left padding, KV cache)."""
+
+from bridle.rollout.sampling import as_messages, generate, render_prompt
+
+__all__ = ["as_messages", "generate", "render_prompt"]

@@ -1,0 +1,49 @@
+"""Best-of-n: sample n responses per prompt, keep the one the reward model scores highest (the selection step of
+RAFT / rejection-sampling fine-tuning). Output rows are SFT data: {"prompt", "completion", "score", "all_scores"}."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from bridle.data.sources import RawRow
+from bridle.errors import DataError
+from bridle.rollout.sampling import Prompt, as_messages, generate
+
+PROMPT_FIELDS = ("prompt", "question", "instruction")
+
+
+def prompt_of(row: RawRow) -> Prompt:
+    """The prompt of a row: "prompt" (text or messages), "messages" without a final assistant turn, "question", or
+    "instruction" (+ "input")."""
+    value = row.value
+    if not isinstance(value, Mapping):
+        raise DataError("the row is not a JSON object.", source=row.source, row=row.row)
+    if isinstance(value.get("messages"), list) and value["messages"]:
+        messages = value["messages"]
+        return messages[:-1] if messages[-1].get("role") == "assistant" else messages
+    for name in PROMPT_FIELDS:
+        if isinstance(value.get(name), (str, list)) and value[name]:
+            extra = value.get("input") if name == "instruction" else None
+            return f"{value[name]}\n\n{extra}" if extra else value[name]
+    raise DataError("the row has no prompt.", source=row.source, row=row.row,
+                    hint='Rows need "prompt" (text or chat messages), "messages", "question" or "instruction".')
+
+
+def best_of_n(policy: Any, tokenizer: Any, prompts: Sequence[Prompt],
+              score: Callable[[list[Prompt], list[str]], list[float]], *, n: int, **sampling: Any
+              ) -> list[dict[str, Any]]:
+    """For each prompt: n samples, their scores, and the best one. Text prompts become user messages when the
+    policy has a chat template, and the reward model scores them in that same form (so it is written out so)."""
+    if n < 1:
+        raise ValueError("n must be >= 1")
+    shown = [as_messages(p, tokenizer) for p in prompts]
+    samples = generate(policy, tokenizer, shown, n=n, **sampling)
+    scores = score([p for p in shown for _ in range(n)], [s for group in samples for s in group])
+    rows = []
+    for i, prompt in enumerate(shown):
+        group_scores = scores[i * n:(i + 1) * n]
+        best = max(range(n), key=group_scores.__getitem__)
+        rows.append({"prompt": prompt, "completion": samples[i][best], "score": group_scores[best],
+                     "all_scores": group_scores})
+    return rows
