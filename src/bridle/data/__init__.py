@@ -8,6 +8,7 @@ from bridle.data.preference import (
     pair_collate,
     tokenize_pair,
 )
+from bridle.data.ranked import TokenizedRanked, load_ranked_dataset, ranked_collate
 from bridle.data.sources import RawRow, load_rows
 from bridle.data.tokenize import (
     DataReport,
@@ -16,6 +17,7 @@ from bridle.data.tokenize import (
     load_sft_dataset,
     tokenize_sft,
 )
+from bridle.data.unpaired import TokenizedUnpaired, load_unpaired_dataset, sequences_collate, unpaired_collate
 
 __all__ = [
     "BadRows",
@@ -23,10 +25,14 @@ __all__ = [
     "PackedRow",
     "RawRow",
     "TokenizedPair",
+    "TokenizedRanked",
+    "TokenizedUnpaired",
     "TokenizedExample",
     "build_sft_examples",
     "detect_kind",
     "load_preference_dataset",
+    "load_ranked_dataset",
+    "load_unpaired_dataset",
     "load_rows",
     "load_sft_dataset",
     "normalize",
@@ -34,6 +40,9 @@ __all__ = [
     "packed_collate",
     "pad_collate",
     "pair_collate",
+    "ranked_collate",
+    "sequences_collate",
     "tokenize_pair",
     "tokenize_sft",
+    "unpaired_collate",
 ]

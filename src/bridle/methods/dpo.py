@@ -1,0 +1,211 @@
+"""DPO and its pairwise family (cDPO, robust DPO, IPO, hinge), SimPO and ORPO: preference pairs, one forward pass.
+
+Chosen and rejected rows go through the model together (`pair_collate`: 2B rows, chosen first), or, with
+`--padding-free`, back to back in one row. Methods that need a reference get its log-probs from one pass before
+training (`reference.reference_logps`, cached on disk), so no reference model is held while the policy trains.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from bridle import objectives
+from bridle.config import TrainConfig, option
+from bridle.data import TokenizedExample, TokenizedPair, load_preference_dataset, pair_collate
+from bridle.data.padding_free import padding_free_collate
+from bridle.engine import StepOutput
+from bridle.engine.logging import console
+from bridle.errors import ConfigError
+from bridle.methods.base import Method, method
+from bridle.methods.reference import reference_logps
+from bridle.methods.splits import split_eval
+from bridle.ops import causal_lm_logps
+
+
+@dataclass
+class PreferenceConfig(TrainConfig):
+    """Keys shared by every pairwise preference method."""
+
+    output_dir: str = option("runs/dpo", "where config.yaml, metrics.jsonl, run.json, checkpoints and the model go")
+    lr: float = option(1e-6, "peak learning rate (AdamW); DPO-style losses want small ones for full fine-tuning")
+    beta: float = option(0.1, "β: inverse temperature of the implicit reward (higher = stay closer to the reference)")
+    max_prompt_length: int = option(0, "prompt tokens kept when a pair is too long (from the end); 0 = max_length/2")
+    padding_free: bool = option(False, "pack the 2B sequences of a batch into one row (position_ids, no padding)")
+    reference_model: str = option("", "reference model; empty = the policy's starting weights (LoRA: adapter off)")
+    reference_cache: str = option("", "folder for cached reference log-probs; empty = <bridle cache>/reference; "
+                                      "none = do not cache")
+
+
+def check_positive(config: PreferenceConfig, *names: str) -> None:
+    for name in names:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"key {name!r} must be > 0; got {getattr(config, name)}.")
+
+
+class ReferenceMixin:
+    """Precompute reference log-probs for every item's sequences; `collate` looks them up by item."""
+
+    config: Any
+    tokenizer: Any
+    needs_reference: ClassVar[bool] = True
+
+    def sequences_of(self, item: Any) -> list[TokenizedExample]:
+        raise NotImplementedError
+
+    def before_training(self, model: nn.Module, train_items: Sequence[Any], eval_items: Sequence[Any]) -> None:
+        self._reference: dict[int, Tensor] = {}
+        if not self.needs_reference:
+            return
+        items = [*train_items, *eval_items]
+        groups = [self.sequences_of(item) for item in items]
+        flat = [seq for group in groups for seq in group]
+        values = reference_logps(model, flat, pad_id=self.tokenizer.pad_token_id, batch_size=2 * self.config.batch_size,
+                                 max_length=self.config.max_length, precision=self.config.precision,
+                                 reference_model=self.config.reference_model, model_dtype=self.config.model_dtype,
+                                 cache=self.config.reference_cache or None, log=console.print)
+        start = 0
+        for item, group in zip(items, groups):
+            self._reference[id(item)] = values[start:start + len(group)]
+            start += len(group)
+
+    def reference_of(self, items: Sequence[Any]) -> Tensor:
+        """(B, k) reference log-probs of the items' sequences, in `sequences_of` order."""
+        return torch.stack([self._reference[id(item)] for item in items])
+
+
+def sequence_logps(model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
+    """Summed completion log-probs and completion lengths per sequence, (N,) each, padded or padding-free."""
+    selected = causal_lm_logps(model, batch["input_ids"], batch["labels"], attention_mask=batch.get("attention_mask"),
+                               position_ids=batch.get("position_ids"))
+    if "segment" not in batch:
+        return selected.row_sums(), selected.mask.sum(-1)
+    segment = batch["segment"][:, 1:][selected.mask]
+    count = int(batch["num_sequences"])
+    sums = selected.token_logps.new_zeros(count).index_add(0, segment, selected.token_logps)
+    return sums, torch.bincount(segment, minlength=count)
+
+
+class PreferenceMethod(ReferenceMixin, Method):
+    """Pairwise preference data in, `loss(batch, chosen, rejected, chosen_len, rejected_len)` out."""
+
+    config: PreferenceConfig
+
+    def build_datasets(self) -> tuple[Sequence[Any], Sequence[Any], str]:
+        cfg = self.config
+        load = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length or None,
+                    on_bad_row=cfg.on_bad_row)
+        pairs, report = load_preference_dataset(cfg.data, self.tokenizer, **load)
+        lines = [f"train data: {report.summary()}"]
+        if cfg.eval_data:
+            eval_pairs, eval_report = load_preference_dataset(cfg.eval_data, self.tokenizer, **load)
+            lines.append(f"eval data: {eval_report.summary()}")
+        else:
+            pairs, eval_pairs = split_eval(pairs, cfg.eval_fraction, seed=cfg.seed)
+        return pairs, eval_pairs, "\n".join(lines)
+
+    def sequences_of(self, item: TokenizedPair) -> list[TokenizedExample]:
+        return [item.chosen, item.rejected]
+
+    def collate(self, items: Sequence[TokenizedPair]) -> dict[str, Any]:
+        if self.config.padding_free:
+            batch = padding_free_collate([p.chosen for p in items] + [p.rejected for p in items])
+            batch.update(num_sequences=2 * len(items), num_tokens=int(batch["input_ids"].numel()))
+        else:
+            batch = pair_collate(items, pad_id=self.tokenizer.pad_token_id)
+        batch["num_pairs"] = len(items)
+        batch["weight"] = len(items)
+        if self.needs_reference:
+            ref = self.reference_of(items)
+            batch["ref_chosen"], batch["ref_rejected"] = ref[:, 0], ref[:, 1]
+        return batch
+
+    def step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
+        logps, lengths = sequence_logps(model, batch)
+        n = int(batch["num_pairs"])
+        loss, metrics = self.loss(batch, logps[:n], logps[n:], lengths[:n], lengths[n:])
+        return StepOutput(loss, metrics)
+
+    def loss(self, batch: dict[str, Any], chosen: Tensor, rejected: Tensor, chosen_len: Tensor, rejected_len: Tensor
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        raise NotImplementedError
+
+
+@dataclass
+class DPOConfig(PreferenceConfig):
+    loss: str = option("sigmoid", "sigmoid = DPO (with --label-smoothing: cDPO), robust = robust DPO, ipo = IPO, "
+                                  "hinge = SLiC hinge", ("sigmoid", "ipo", "robust", "hinge"))
+    label_smoothing: float = option(0.0, "ε: assumed fraction of flipped labels (cDPO with sigmoid; robust DPO)")
+    ipo_per_token: bool = option(False, "IPO on per-token-averaged log-ratios (TRL's form) instead of summed ones")
+
+
+@method("dpo")
+class DPO(PreferenceMethod):
+    Config = DPOConfig
+    summary = "Direct Preference Optimization and its family (cDPO, robust, IPO, hinge) on preference pairs"
+    config: DPOConfig
+
+    def __init__(self, config: DPOConfig, tokenizer: Any) -> None:
+        super().__init__(config, tokenizer)
+        check_positive(config, "beta")
+        if not 0.0 <= config.label_smoothing < 0.5:
+            raise ConfigError(f"key 'label_smoothing' must be in [0, 0.5); got {config.label_smoothing}.")
+        if config.label_smoothing and config.loss in ("ipo", "hinge"):
+            raise ConfigError(f"--label-smoothing applies to --loss sigmoid (cDPO) or robust, not {config.loss}.")
+
+    def loss(self, batch: dict[str, Any], chosen: Tensor, rejected: Tensor, chosen_len: Tensor, rejected_len: Tensor
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        cfg = self.config
+        args = (chosen, rejected, batch["ref_chosen"], batch["ref_rejected"])
+        if cfg.loss == "sigmoid":
+            return objectives.dpo(*args, beta=cfg.beta, label_smoothing=cfg.label_smoothing)
+        if cfg.loss == "robust":
+            return objectives.robust_dpo(*args, beta=cfg.beta, label_smoothing=cfg.label_smoothing)
+        if cfg.loss == "ipo":
+            lengths = dict(chosen_lengths=chosen_len, rejected_lengths=rejected_len) if cfg.ipo_per_token else {}
+            return objectives.ipo(*args, beta=cfg.beta, **lengths)
+        return objectives.hinge(*args, beta=cfg.beta)
+
+
+@dataclass
+class SimPOConfig(PreferenceConfig):
+    output_dir: str = option("runs/simpo", "where config.yaml, metrics.jsonl, run.json, checkpoints and the model go")
+    beta: float = option(2.0, "β: scale of the length-normalized reward (SimPO uses 2-2.5)")
+    gamma: float = option(1.0, "γ: target reward margin between chosen and rejected")
+
+
+@method("simpo")
+class SimPO(PreferenceMethod):
+    Config = SimPOConfig
+    summary = "SimPO: reference-free, length-normalized preference optimization on pairs"
+    needs_reference = False
+    config: SimPOConfig
+
+    def loss(self, batch: dict[str, Any], chosen: Tensor, rejected: Tensor, chosen_len: Tensor, rejected_len: Tensor
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        return objectives.simpo(chosen, rejected, chosen_len, rejected_len, beta=self.config.beta,
+                                gamma=self.config.gamma)
+
+
+@dataclass
+class ORPOConfig(PreferenceConfig):
+    output_dir: str = option("runs/orpo", "where config.yaml, metrics.jsonl, run.json, checkpoints and the model go")
+    lr: float = option(8e-6, "peak learning rate (AdamW)")
+    lam: float = option(0.1, "λ: weight of the odds-ratio term next to the SFT loss on chosen responses")
+
+
+@method("orpo")
+class ORPO(PreferenceMethod):
+    Config = ORPOConfig
+    summary = "ORPO: SFT plus an odds-ratio preference penalty in one stage, no reference model"
+    needs_reference = False
+    config: ORPOConfig
+
+    def loss(self, batch: dict[str, Any], chosen: Tensor, rejected: Tensor, chosen_len: Tensor, rejected_len: Tensor
+             ) -> tuple[Tensor, dict[str, Tensor]]:
+        nll = -chosen.sum() / chosen_len.sum().clamp(min=1)  # token mean over the batch's chosen completions
+        return objectives.orpo(chosen, rejected, chosen_len, rejected_len, nll, lam=self.config.lam)

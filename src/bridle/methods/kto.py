@@ -1,0 +1,73 @@
+"""KTO: unpaired good/bad feedback (or preference pairs split in two), reference log-probs precomputed and cached."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from bridle import objectives
+from bridle.config import option
+from bridle.data import TokenizedExample, TokenizedUnpaired, load_unpaired_dataset, unpaired_collate
+from bridle.engine import StepOutput
+from bridle.methods.base import Method, method
+from bridle.methods.dpo import PreferenceConfig, ReferenceMixin, check_positive
+from bridle.methods.splits import split_eval
+from bridle.ops import causal_lm_logps
+
+
+@dataclass
+class KTOConfig(PreferenceConfig):
+    output_dir: str = option("runs/kto", "where config.yaml, metrics.jsonl, run.json, checkpoints and the model go")
+    padding_free: bool = option(False, "not used by kto (kept for a shared config file)")
+    desirable_weight: float = option(1.0, "λ_D: weight of desirable examples' loss")
+    undesirable_weight: float = option(1.0, "λ_U: weight of undesirable examples' loss (raise when they are rarer)")
+
+
+@method("kto")
+class KTO(ReferenceMixin, Method):
+    Config = KTOConfig
+    summary = "KTO: learn from responses labelled good or bad (unpaired data, or pairs split in two)"
+    config: KTOConfig
+
+    def __init__(self, config: KTOConfig, tokenizer: Any) -> None:
+        super().__init__(config, tokenizer)
+        check_positive(config, "beta", "desirable_weight", "undesirable_weight")
+
+    def build_datasets(self) -> tuple[Sequence[Any], Sequence[Any], str]:
+        cfg = self.config
+        load = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length or None,
+                    on_bad_row=cfg.on_bad_row, seed=cfg.seed)
+        items, report = load_unpaired_dataset(cfg.data, self.tokenizer, **load)
+        good = sum(it.desirable for it in items)
+        lines = [f"train data: {report.summary()}; {good} desirable, {len(items) - good} undesirable"]
+        if cfg.eval_data:
+            eval_items, eval_report = load_unpaired_dataset(cfg.eval_data, self.tokenizer, **load)
+            lines.append(f"eval data: {eval_report.summary()}")
+        else:
+            items, eval_items = split_eval(items, cfg.eval_fraction, seed=cfg.seed)
+        return items, eval_items, "\n".join(lines)
+
+    def sequences_of(self, item: TokenizedUnpaired) -> list[TokenizedExample]:
+        return [item.example, item.kl_example]
+
+    def collate(self, items: Sequence[TokenizedUnpaired]) -> dict[str, Any]:
+        batch = unpaired_collate(items, pad_id=self.tokenizer.pad_token_id)
+        ref = self.reference_of(items)
+        batch.update(ref_logps=ref[:, 0], ref_kl_logps=ref[:, 1], weight=len(items))
+        return batch
+
+    def step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
+        logps = causal_lm_logps(model, batch["input_ids"], batch["labels"],
+                                attention_mask=batch["attention_mask"]).row_sums()
+        with torch.no_grad():  # z0 is detached: the KL twins need no graph
+            kl_logps = causal_lm_logps(model, batch["kl_input_ids"], batch["kl_labels"],
+                                       attention_mask=batch["kl_attention_mask"]).row_sums()
+        cfg = self.config
+        loss, metrics = objectives.kto(logps, batch["ref_logps"], batch["desirable"], kl_logps, batch["ref_kl_logps"],
+                                       beta=cfg.beta, desirable_weight=cfg.desirable_weight,
+                                       undesirable_weight=cfg.undesirable_weight)
+        return StepOutput(loss, metrics)

@@ -1,0 +1,125 @@
+"""Reference log-probs, computed once before training and cached on disk, so no reference model lives in memory
+while the policy trains.
+
+The reference of a run is the policy's starting point: the same weights for full fine-tuning, the base with the
+adapter disabled under LoRA (no second copy), or a separate `--reference-model` that is loaded, used and freed.
+Values are cached under `<cache>/reference/<key>.pt`, key = sha256 of (model fingerprint incl. a weight digest,
+the token ids and labels of every sequence, max_length, precision), so a second run on the same data skips it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import hashlib
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bridle.data.tokenize import TokenizedExample
+from bridle.data.unpaired import sequences_collate
+from bridle.models import cache_dir, load_causal_lm, model_fingerprint, unwrap
+from bridle.models.lora import is_peft
+from bridle.ops import causal_lm_logps
+
+
+def weights_digest(model: nn.Module) -> str:
+    """sha256 over the base weights (adapters excluded): name, shape, sum and the first values of each tensor.
+
+    Cheap (one pass of sums) yet changes when a model directory is overwritten by a trained model."""
+    digest = hashlib.sha256()
+    with torch.no_grad():
+        for name, tensor in unwrap(model).state_dict().items():
+            if "lora_" in name:
+                continue
+            flat = tensor.detach().reshape(-1)
+            digest.update(name.replace(".base_layer", "").encode())
+            digest.update(str(tuple(tensor.shape)).encode())
+            digest.update(f"{float(flat.double().sum()):.10e}".encode())
+            digest.update(flat[:16].float().cpu().numpy().tobytes())
+    return digest.hexdigest()[:16]
+
+
+def reference_key(fingerprint: str, sequences: Sequence[TokenizedExample], *, max_length: int, precision: str
+                  ) -> str:
+    """Cache key: the model, every sequence's token ids and loss labels, max_length and precision."""
+    digest = hashlib.sha256(f"{fingerprint}|{max_length}|{precision}|{len(sequences)}".encode())
+    for seq in sequences:
+        digest.update(torch.tensor(seq.input_ids, dtype=torch.int64).numpy().tobytes())
+        digest.update(torch.tensor(seq.labels, dtype=torch.int64).numpy().tobytes())
+        digest.update(b"|")
+    return digest.hexdigest()[:24]
+
+
+@contextlib.contextmanager
+def as_reference(model: nn.Module) -> Iterator[nn.Module]:
+    """The model in eval mode (no dropout), with LoRA adapters disabled; restored afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        with model.disable_adapter() if is_peft(model) else contextlib.nullcontext():
+            yield model
+    finally:
+        model.train(was_training)
+
+
+@torch.no_grad()
+def sequence_logps(model: nn.Module, sequences: Sequence[TokenizedExample], *, pad_id: int, batch_size: int,
+                   precision: str = "fp32") -> Tensor:
+    """Summed completion log-probs (N,) fp32 of each sequence, in batches sorted by length (little padding)."""
+    device = next(model.parameters()).device
+    out = torch.zeros(len(sequences))
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i].input_ids))
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        batch = sequences_collate([sequences[i] for i in idx], pad_id=pad_id)
+        with autocast:
+            selected = causal_lm_logps(model, batch["input_ids"].to(device), batch["labels"].to(device),
+                                       attention_mask=batch["attention_mask"].to(device))
+        out[idx] = selected.row_sums().float().cpu()
+    return out
+
+
+def reference_logps(policy: nn.Module, sequences: Sequence[TokenizedExample], *, pad_id: int, batch_size: int,
+                    max_length: int, precision: str = "fp32", reference_model: str = "", model_dtype: str = "float32",
+                    cache: str | os.PathLike | None = None, log: Any = None) -> Tensor:
+    """Reference log-probs (N,) of `sequences`, from the disk cache when the same model and data were seen before.
+
+    `reference_model` empty: the policy itself (as it is before training) with adapters disabled. Otherwise that
+    model is loaded, used and freed here. `cache`: a directory, "none" to disable, None for <bridle cache>/reference.
+    """
+    reference = load_causal_lm(reference_model, dtype=model_dtype) if reference_model else policy
+    try:
+        fingerprint = f"{model_fingerprint(reference)}-{weights_digest(reference)}"
+        key = reference_key(fingerprint, sequences, max_length=max_length, precision=precision)
+        off = cache is not None and str(cache).lower() == "none"
+        folder = None if off else Path(cache or cache_dir() / "reference").expanduser()
+        path = folder / f"{key}.pt" if folder else None
+        if path is not None and path.is_file():
+            cached = torch.load(path, weights_only=True)
+            if cached.shape == (len(sequences),):
+                if log:
+                    log(f"reference log-probs: {len(sequences)} sequences from cache {path}")
+                return cached
+        if reference is not policy:
+            reference.to(next(policy.parameters()).device)
+        with as_reference(reference):
+            values = sequence_logps(reference, sequences, pad_id=pad_id, batch_size=batch_size, precision=precision)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp-{os.getpid()}")
+            torch.save(values, tmp)
+            os.replace(tmp, path)  # atomic: a killed run never leaves a half-written cache entry
+        if log:
+            log(f"reference log-probs: computed for {len(sequences)} sequences" + (f", cached at {path}" if path
+                                                                                    else ""))
+        return values
+    finally:
+        if reference is not policy:
+            del reference
+            gc.collect()
