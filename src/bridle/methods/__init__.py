@@ -1,8 +1,7 @@
 """Thin wiring per method: config + data + objective. Importing this package registers every method."""
 
-from bridle.methods import sft  # noqa: F401  (registers "sft")
-from bridle.methods import dpo, kto, rrhf  # noqa: F401  (registers "dpo", "simpo", "orpo", "kto", "rrhf")
-from bridle.methods import rm  # noqa: F401  (registers "rm")
+# Importing a method module registers its commands: sft; rm; dpo, simpo, orpo; kto; rrhf.
+from bridle.methods import dpo, kto, rm, rrhf, sft  # noqa: F401
 from bridle.methods.base import METHODS, Method, method
 
 __all__ = ["METHODS", "Method", "method"]
