@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -25,7 +26,7 @@ def method(name: str):  # noqa: ANN201 - class decorator
     return register
 
 
-class Method:
+class Method(ABC):
     """Base of every method. Subclasses set `Config` and implement `build_datasets`, `collate` and `step`."""
 
     name: ClassVar[str] = ""
@@ -35,9 +36,10 @@ class Method:
     def __init__(self, config: TrainConfig, tokenizer: Any) -> None:
         self.config, self.tokenizer = config, tokenizer
 
+    @abstractmethod
     def build_datasets(self) -> tuple[Sequence[Any], Sequence[Any], str]:
         """(train items, eval items, a report line for the user about what was loaded, skipped, truncated)."""
-        raise NotImplementedError
+        ...
 
     def build_model(self) -> nn.Module:
         """The model to train. Default: the causal LM of `--model`, with gradient checkpointing and LoRA as asked."""
@@ -47,9 +49,11 @@ class Method:
 
     def prepare_model(self, model: nn.Module) -> None:
         """Hook to adjust the model before training (noise hooks, frozen parts). Default: nothing."""
+        return None
 
     def before_training(self, model: nn.Module, train_items: Sequence[Any], eval_items: Sequence[Any]) -> None:
         """Hook for one pass over the data before the loop (e.g. precomputing reference log-probs)."""
+        return None
 
     def save(self, model: nn.Module, out_dir: Path) -> Path:
         """Write the final model where `AutoModel*.from_pretrained` loads it. Default: causal LM (+LoRA) save."""
@@ -61,8 +65,10 @@ class Method:
         """Hook after saving: extra records for run.json (e.g. reward statistics). Default: none."""
         return {}
 
+    @abstractmethod
     def collate(self, items: Sequence[Any]) -> dict[str, Any]:
-        raise NotImplementedError
+        ...
 
+    @abstractmethod
     def step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
-        raise NotImplementedError
+        ...

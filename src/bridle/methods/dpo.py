@@ -7,6 +7,7 @@ training (`reference.reference_logps`, cached on disk), so no reference model is
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -23,7 +24,7 @@ from bridle.engine.logging import console
 from bridle.errors import ConfigError
 from bridle.methods.base import Method, method
 from bridle.methods.reference import reference_logps
-from bridle.methods.splits import split_eval
+from bridle.methods.splits import train_and_eval
 from bridle.ops import causal_lm_logps
 
 
@@ -54,8 +55,9 @@ class ReferenceMixin:
     tokenizer: Any
     needs_reference: ClassVar[bool] = True
 
+    @abstractmethod
     def sequences_of(self, item: Any) -> list[TokenizedExample]:
-        raise NotImplementedError
+        """The sequences of one item whose reference log-probs the loss needs, in a fixed order."""
 
     def before_training(self, model: nn.Module, train_items: Sequence[Any], eval_items: Sequence[Any]) -> None:
         self._reference: dict[int, Tensor] = {}
@@ -99,13 +101,7 @@ class PreferenceMethod(ReferenceMixin, Method):
         cfg = self.config
         load = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length or None,
                     on_bad_row=cfg.on_bad_row)
-        pairs, report = load_preference_dataset(cfg.data, self.tokenizer, **load)
-        lines = [f"train data: {report.summary()}"]
-        if cfg.eval_data:
-            eval_pairs, eval_report = load_preference_dataset(cfg.eval_data, self.tokenizer, **load)
-            lines.append(f"eval data: {eval_report.summary()}")
-        else:
-            pairs, eval_pairs = split_eval(pairs, cfg.eval_fraction, seed=cfg.seed)
+        pairs, eval_pairs, lines = train_and_eval(cfg, lambda src: load_preference_dataset(src, self.tokenizer, **load))
         return pairs, eval_pairs, "\n".join(lines)
 
     def sequences_of(self, item: TokenizedPair) -> list[TokenizedExample]:
@@ -130,9 +126,10 @@ class PreferenceMethod(ReferenceMixin, Method):
         loss, metrics = self.loss(batch, logps[:n], logps[n:], lengths[:n], lengths[n:])
         return StepOutput(loss, metrics)
 
+    @abstractmethod
     def loss(self, batch: dict[str, Any], chosen: Tensor, rejected: Tensor, chosen_len: Tensor, rejected_len: Tensor
              ) -> tuple[Tensor, dict[str, Tensor]]:
-        raise NotImplementedError
+        """The method's objective on summed completion log-probs and lengths, (B,) each."""
 
 
 @dataclass

@@ -15,7 +15,7 @@ from bridle.data import TokenizedExample, TokenizedUnpaired, load_unpaired_datas
 from bridle.engine import StepOutput
 from bridle.methods.base import Method, method
 from bridle.methods.dpo import PreferenceConfig, ReferenceMixin, check_positive
-from bridle.methods.splits import split_eval
+from bridle.methods.splits import train_and_eval
 from bridle.ops import causal_lm_logps
 
 
@@ -41,14 +41,9 @@ class KTO(ReferenceMixin, Method):
         cfg = self.config
         load = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length or None,
                     on_bad_row=cfg.on_bad_row, seed=cfg.seed)
-        items, report = load_unpaired_dataset(cfg.data, self.tokenizer, **load)
+        items, eval_items, lines = train_and_eval(cfg, lambda src: load_unpaired_dataset(src, self.tokenizer, **load))
         good = sum(it.desirable for it in items)
-        lines = [f"train data: {report.summary()}; {good} desirable, {len(items) - good} undesirable"]
-        if cfg.eval_data:
-            eval_items, eval_report = load_unpaired_dataset(cfg.eval_data, self.tokenizer, **load)
-            lines.append(f"eval data: {eval_report.summary()}")
-        else:
-            items, eval_items = split_eval(items, cfg.eval_fraction, seed=cfg.seed)
+        lines.insert(1, f"train items: {good} desirable, {len(items) - good} undesirable")
         return items, eval_items, "\n".join(lines)
 
     def sequences_of(self, item: TokenizedUnpaired) -> list[TokenizedExample]:

@@ -21,7 +21,7 @@ from bridle.engine import StepOutput
 from bridle.engine.logging import console
 from bridle.errors import ConfigError
 from bridle.methods.base import Method, method
-from bridle.methods.splits import split_eval
+from bridle.methods.splits import train_and_eval
 from bridle.models import save_model
 from bridle.models.reward import (
     apply_reward_lora,
@@ -62,14 +62,7 @@ class RewardModelling(Method):
     def build_datasets(self) -> tuple[Sequence[Any], Sequence[Any], str]:
         cfg = self.config
         load = dict(max_length=cfg.max_length, max_prompt_length=prompt_limit(cfg), on_bad_row=cfg.on_bad_row)
-        pairs, report = load_preference_dataset(cfg.data, self.tokenizer, **load)
-        lines = [f"train pairs: {report.summary()}"]
-        if cfg.eval_data:
-            eval_pairs, eval_report = load_preference_dataset(cfg.eval_data, self.tokenizer, **load)
-            lines.append(f"eval pairs: {eval_report.summary()}")
-        else:
-            pairs, eval_pairs = split_eval(pairs, cfg.eval_fraction, seed=cfg.seed)
-            lines.append(f"held out {len(eval_pairs)} of them for evaluation (--eval-fraction {cfg.eval_fraction})")
+        pairs, eval_pairs, lines = train_and_eval(cfg, lambda src: load_preference_dataset(src, self.tokenizer, **load))
         return pairs, eval_pairs, "\n".join(lines)
 
     def build_model(self) -> nn.Module:

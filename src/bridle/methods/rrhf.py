@@ -13,7 +13,7 @@ from bridle.config import TrainConfig, option
 from bridle.data import TokenizedRanked, load_ranked_dataset, ranked_collate
 from bridle.engine import StepOutput
 from bridle.methods.base import Method, method
-from bridle.methods.splits import split_eval
+from bridle.methods.splits import train_and_eval
 from bridle.ops import causal_lm_logps
 
 
@@ -36,13 +36,7 @@ class RRHF(Method):
         cfg = self.config
         load = dict(max_length=cfg.max_length, max_prompt_length=cfg.max_prompt_length or None,
                     on_bad_row=cfg.on_bad_row)
-        items, report = load_ranked_dataset(cfg.data, self.tokenizer, **load)
-        lines = [f"train data: {report.summary()}"]
-        if cfg.eval_data:
-            eval_items, eval_report = load_ranked_dataset(cfg.eval_data, self.tokenizer, **load)
-            lines.append(f"eval data: {eval_report.summary()}")
-        else:
-            items, eval_items = split_eval(items, cfg.eval_fraction, seed=cfg.seed)
+        items, eval_items, lines = train_and_eval(cfg, lambda src: load_ranked_dataset(src, self.tokenizer, **load))
         return items, eval_items, "\n".join(lines)
 
     def collate(self, items: Sequence[TokenizedRanked]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from bridle.config import TrainConfig, option
 from bridle.data import load_sft_dataset, pack_examples, packed_collate, pad_collate
 from bridle.engine import StepOutput
 from bridle.methods.base import Method, method
-from bridle.methods.splits import split_eval
+from bridle.methods.splits import train_and_eval
 from bridle.ops import causal_lm_logps
 
 
@@ -48,13 +48,7 @@ class SFT(Method):
     def build_datasets(self) -> tuple[Sequence[Any], Sequence[Any], str]:
         cfg = self.config
         load = dict(max_length=cfg.max_length, completion_only=cfg.completion_only, on_bad_row=cfg.on_bad_row)
-        examples, report = load_sft_dataset(cfg.data, self.tokenizer, **load)
-        lines = [f"train data: {report.summary()}"]
-        if cfg.eval_data:
-            eval_examples, eval_report = load_sft_dataset(cfg.eval_data, self.tokenizer, **load)
-            lines.append(f"eval data: {eval_report.summary()}")
-        else:
-            examples, eval_examples = split_eval(examples, cfg.eval_fraction, seed=cfg.seed)
+        examples, eval_examples, lines = train_and_eval(cfg, lambda src: load_sft_dataset(src, self.tokenizer, **load))
         if cfg.packing:
             train_rows = pack_examples(examples, max_length=cfg.max_length)
             lines.append(f"packed {len(examples)} examples into {len(train_rows)} rows of <= {cfg.max_length} tokens")

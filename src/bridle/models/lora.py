@@ -30,19 +30,22 @@ class LoraSettings:
     target_modules: str | list[str] = "all-linear"
 
 
-def apply_lora(model: PreTrainedModel, settings: LoraSettings) -> PeftModel:
-    """Wrap `model` in LoRA adapters; only adapter weights train; at init the output is unchanged (B=0)."""
+def apply_lora(model: PreTrainedModel, settings: LoraSettings, *, task_type: str = "CAUSAL_LM",
+               modules_to_save: list[str] | None = None) -> PeftModel:
+    """Wrap `model` in LoRA adapters; only adapter weights (and `modules_to_save`, trained in full) train; at init
+    the output is unchanged (B=0)."""
     from peft import LoraConfig, get_peft_model  # imported here: peft adds ~6 s to every `bridle` start
 
     if is_peft(model):
         raise ModelError("The model already has LoRA adapters; load the base model (or the merged one) "
                          "instead.")
     config = LoraConfig(
-        task_type="CAUSAL_LM",
+        task_type=task_type,
         r=settings.r,
         lora_alpha=settings.alpha,
         lora_dropout=settings.dropout,
         target_modules=settings.target_modules,
+        modules_to_save=modules_to_save,
     )
     if is_checkpointing(model):
         # Frozen embeddings give checkpointed blocks inputs without grad; adapters would get no gradient.

@@ -16,7 +16,7 @@ from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from bridle.errors import ConfigError, ModelError
 from bridle.models.loading import DTYPES, enable_checkpointing, resolve_model
-from bridle.models.lora import LoraSettings, is_checkpointing, is_peft, unwrap
+from bridle.models.lora import LoraSettings, apply_lora, unwrap
 
 SCORE_HEAD = "score"
 
@@ -60,20 +60,7 @@ def init_score_head(model: PreTrainedModel) -> None:
 
 def apply_reward_lora(model: PreTrainedModel, settings: LoraSettings) -> Any:
     """LoRA on the body; the new `score` head always trains in full (`modules_to_save`)."""
-    from peft import LoraConfig, get_peft_model
-
-    if is_peft(model):
-        raise ModelError("The model already has LoRA adapters; load the base model (or a merged one) instead.")
-    targets = settings.target_modules
-    config = LoraConfig(task_type="SEQ_CLS", r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
-                        target_modules=targets, modules_to_save=[SCORE_HEAD])
-    if is_checkpointing(model):
-        model.enable_input_require_grads()
-    try:
-        return get_peft_model(model, config)
-    except ValueError as exc:
-        raise ModelError(f"Cannot apply LoRA: {exc}\nPass module names that exist in this model to "
-                         "--lora-target-modules, or use all-linear.") from exc
+    return apply_lora(model, settings, task_type="SEQ_CLS", modules_to_save=[SCORE_HEAD])
 
 
 def last_token_index(attention_mask: Tensor) -> Tensor:
