@@ -28,7 +28,7 @@ def test_dpo_on_hh_harmless_beats_chance_on_held_out_pairs_and_still_answers(sha
     out = tmp_path / "run"
     flags = ["dpo", "--model", "smollm2-135m", "--data", str(tmp_path / "train.jsonl"),
              "--eval-data", str(tmp_path / "held_out.jsonl"), "--output-dir", str(out), "--max-length", "256",
-             "--batch-size", "8", "--epochs", "1", "--lora", "--lr", "1e-4", "--beta", "0.1", "--lr-schedule",
+             "--batch-size", "8", "--epochs", "1", "--lora", "--lr", "3e-5", "--beta", "0.1", "--lr-schedule",
              "constant", "--log-every", "5", "--merge-lora", "--no-progress", "--on-bad-row", "skip",
              "--reference-cache", str(tmp_path / "ref-cache")]
     assert main(flags) == 0
