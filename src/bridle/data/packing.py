@@ -28,7 +28,7 @@ def _num_loss_tokens(labels: torch.Tensor) -> torch.Tensor:
     return (labels[:, 1:] != IGNORE_INDEX).sum()
 
 
-def pad_collate(examples: Sequence[TokenizedExample], *, pad_id: int) -> dict[str, torch.Tensor]:
+def pad_collate(examples: Sequence[TokenizedExample | PackedRow], *, pad_id: int) -> dict[str, torch.Tensor]:
     """Right-pad to the longest example: `input_ids`, `attention_mask`, `labels` (B, T) and `num_loss_tokens` ()."""
     if not examples:
         raise ValueError("pad_collate needs at least one example")
@@ -86,16 +86,12 @@ def packed_collate(rows: Sequence[PackedRow], *, pad_id: int) -> dict[str, torch
     """
     if not rows:
         raise ValueError("packed_collate needs at least one row")
-    width = max(len(r.input_ids) for r in rows)
-    batch = len(rows)
-    input_ids = torch.full((batch, width), pad_id, dtype=torch.long)
-    labels = torch.full((batch, width), IGNORE_INDEX, dtype=torch.long)
-    position_ids = torch.zeros((batch, width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = len(r.input_ids)
-        input_ids[i, :n] = torch.tensor(r.input_ids, dtype=torch.long)
-        labels[i, :n] = torch.tensor(r.labels, dtype=torch.long)
+    batch = pad_collate(rows, pad_id=pad_id)  # same padding of ids and labels; the mask is replaced by positions
+    lengths = batch.pop("attention_mask").sum(-1).tolist()
+    width = batch["input_ids"].shape[1]
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, (r, n) in enumerate(zip(rows, lengths)):
         position_ids[i, :n] = torch.tensor(r.position_ids, dtype=torch.long)
         position_ids[i, n:] = torch.arange(width - n, dtype=torch.long)
-    return {"input_ids": input_ids, "position_ids": position_ids, "labels": labels,
-            "num_loss_tokens": _num_loss_tokens(labels)}
+    batch["position_ids"] = position_ids
+    return batch
