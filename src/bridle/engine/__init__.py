@@ -1,5 +1,5 @@
 """The single training loop shared by every method (see loop.Engine)."""
 
-from bridle.engine.loop import Engine, Objective, StepOutput, TrainResult
+from bridle.engine.loop import Engine, Objective, OnlineObjective, StepOutput, TrainResult, is_online
 
-__all__ = ["Engine", "Objective", "StepOutput", "TrainResult"]
+__all__ = ["Engine", "Objective", "OnlineObjective", "StepOutput", "TrainResult", "is_online"]

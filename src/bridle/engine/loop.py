@@ -45,6 +45,26 @@ class Objective(Protocol):
     def step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput: ...
 
 
+class OnlineObjective(Objective, Protocol):
+    """An objective that makes its own training items as it goes (PPO, GRPO, RLOO, RAFT): before each optimizer
+    step the engine asks it for that step's items (it may sample new responses from the current policy first) and
+    the metrics of that work; it says how many steps the run has, evaluates itself, and checkpoints its state."""
+
+    def planned_steps(self) -> int: ...
+
+    def step_items(self, model: nn.Module, step: int) -> tuple[Sequence[Any], dict[str, float]]: ...
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def is_online(objective: Objective) -> bool:
+    return callable(getattr(objective, "step_items", None))
+
+
 @dataclass
 class TrainResult:
     steps: int
@@ -92,19 +112,29 @@ class Engine:
     def _total_steps(self) -> int:
         if self.config.max_steps > 0:
             return self.config.max_steps
+        if is_online(self.objective):
+            return max(1, self.objective.planned_steps())
         return max(1, math.ceil(self.plan.per_epoch * self.config.epochs / self.config.grad_accum))
 
     # -- one optimizer step ------------------------------------------------------------------------------------
     def _train_step(self, step: int) -> tuple[dict[str, float], int]:
         """Forward/backward over `grad_accum` micro-batches, then clip and step. Returns (metrics, tokens)."""
-        first = step * self.config.grad_accum
-        batches = [self.objective.collate([self.train_items[i] for i in self.plan.indices(m)])
-                   for m in range(first, first + self.config.grad_accum)]
+        sums: dict[str, float] = {}
+        if is_online(self.objective):  # items made now from the current policy, split into micro-batches
+            items, sums = self.objective.step_items(self.accelerator.unwrap_model(self.model), step)
+            size = self.config.batch_size
+            batches = [self.objective.collate(items[i:i + size]) for i in range(0, len(items), size)]
+        else:
+            first = step * self.config.grad_accum
+            batches = [self.objective.collate([self.train_items[i] for i in self.plan.indices(m)])
+                       for m in range(first, first + self.config.grad_accum)]
         batches = [b for b in batches if b["weight"] > 0]
+        if not batches:
+            raise RuntimeError(f"step {step}: no micro-batch has anything to train on")
         weights = torch.tensor([float(b["weight"]) for b in batches], device=self.accelerator.device)
         total = self.accelerator.reduce(weights.sum(), reduction="sum").clamp(min=1e-8)
         scale = self.accelerator.num_processes / total  # DDP averages gradients over processes
-        sums: dict[str, float] = {}
+        sums = dict(sums)
         tokens = 0
         self.model.train()
         for i, batch in enumerate(batches):
@@ -128,11 +158,21 @@ class Engine:
         self.optimizer.zero_grad(set_to_none=True)
         return sums, tokens
 
+    def _trainer_state(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"total_steps": self.total_steps}
+        if is_online(self.objective):
+            state["objective"] = self.objective.state_dict()
+        return state
+
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:
-        """Weighted means over the eval set, as if it were one batch."""
+        """Weighted means over the eval set, as if it were one batch (online objectives evaluate themselves)."""
         if not self.eval_items:
             return {}
+        if is_online(self.objective):
+            metrics = self.objective.evaluate(self.accelerator.unwrap_model(self.model))
+            self.model.train()
+            return {f"eval/{k}": v for k, v in metrics.items()}
         self.model.eval()
         totals: dict[str, float] = {}
         weight_sum = 0.0
@@ -160,6 +200,8 @@ class Engine:
                 state = load_checkpoint(found[-1], model=acc.unwrap_model(self.model), optimizer=self.optimizer,
                                         scheduler=self.scheduler)
                 start = int(state["step"])
+                if is_online(self.objective) and "objective" in state:
+                    self.objective.load_state_dict(state["objective"])
         if acc.log_with:
             acc.init_trackers("bridle", config={k: v for k, v in vars(config).items()
                                                 if isinstance(v, (int, float, str, bool))})
@@ -186,7 +228,8 @@ class Engine:
                 if done % config.log_every == 0 or done == self.total_steps:
                     now = time.perf_counter()
                     metrics["tokens_per_s"] = window_tokens / max(now - window_start, 1e-9)
-                    metrics["epoch"] = done * config.grad_accum / self.plan.per_epoch
+                    if not is_online(self.objective):  # online objectives report their own pass over the prompts
+                        metrics["epoch"] = done * config.grad_accum / self.plan.per_epoch
                     log.log(done, metrics)
                     window_tokens, window_start = 0, time.perf_counter()
                 if config.eval_every and done % config.eval_every == 0 and done != self.total_steps:
@@ -198,7 +241,7 @@ class Engine:
                     if acc.is_main_process:
                         save_checkpoint(ckpt_dir, step=done, model=acc.unwrap_model(self.model),
                                         optimizer=self.optimizer, scheduler=self.scheduler,
-                                        state={"total_steps": self.total_steps}, keep=config.keep_checkpoints)
+                                        state=self._trainer_state(), keep=config.keep_checkpoints)
                 if kill_at and done == kill_at:
                     os.kill(os.getpid(), signal.SIGKILL)
             eval_metrics = self.evaluate()

@@ -47,6 +47,10 @@ class Method(ABC):
 
         return build_causal_lm(self.config)
 
+    def policy_of(self, model: nn.Module) -> nn.Module:
+        """The language model inside what the engine trains (PPO wraps it with a value head). Default: itself."""
+        return model
+
     def prepare_model(self, model: nn.Module) -> None:
         """Hook to adjust the model before training (noise hooks, frozen parts). Default: nothing."""
         return None

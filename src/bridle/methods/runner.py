@@ -83,7 +83,7 @@ def run(method_cls: type[Method], config: TrainConfig) -> TrainResult:
     console.print(f"model {config.model}: {total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable")
     (out / "config.yaml").write_text(yaml.safe_dump({"method": method_cls.name, **to_dict(config)}, sort_keys=False))
     run_info = {"method": method_cls.name, "command": sys.argv, "seed": config.seed, "versions": versions(),
-                "model": config.model, "model_fingerprint": model_fingerprint(model),
+                "model": config.model, "model_fingerprint": model_fingerprint(method.policy_of(model)),
                 "data": config.data, "data_fingerprint": data_fingerprint(config.data),
                 "train_items": len(train_items), "eval_items": len(eval_items), "data_report": report,
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))}

@@ -2,8 +2,10 @@
 
 from bridle.objectives.bradley_terry import bradley_terry
 from bridle.objectives.kto import kto
+from bridle.objectives.ppo import grpo, ppo_policy, ppo_value
 from bridle.objectives.preference import dpo, hinge, ipo, orpo, robust_dpo, simpo
 from bridle.objectives.rrhf import rrhf
 from bridle.objectives.sft import sft
 
-__all__ = ["bradley_terry", "dpo", "hinge", "ipo", "kto", "orpo", "robust_dpo", "rrhf", "sft", "simpo"]
+__all__ = ["bradley_terry", "dpo", "grpo", "hinge", "ipo", "kto", "orpo", "ppo_policy", "ppo_value", "robust_dpo",
+           "rrhf", "sft", "simpo"]

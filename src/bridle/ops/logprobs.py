@@ -18,23 +18,27 @@ from torch.utils.checkpoint import checkpoint
 DEFAULT_CHUNK = 512
 
 
-def _chunk_logps(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor) -> Tensor:
+def _chunk_logps(hidden: Tensor, weight: Tensor, bias: Tensor | None, targets: Tensor, temperature: float = 1.0
+                 ) -> Tensor:
     logits = F.linear(hidden, weight, bias).float()
+    if temperature != 1.0:
+        logits = logits / temperature
     return logits.gather(-1, targets.unsqueeze(-1)).squeeze(-1) - torch.logsumexp(logits, dim=-1)
 
 
-def head_token_logps(hidden: Tensor, head: nn.Module, targets: Tensor, *, chunk_size: int = DEFAULT_CHUNK
-                     ) -> Tensor:
-    """log softmax(head(hidden))[target] for each row. hidden: (N, H); targets: (N,). Returns (N,) fp32."""
+def head_token_logps(hidden: Tensor, head: nn.Module, targets: Tensor, *, chunk_size: int = DEFAULT_CHUNK,
+                     temperature: float = 1.0) -> Tensor:
+    """log softmax(head(hidden) / temperature)[target] for each row. hidden: (N, H); targets: (N,). Returns (N,)
+    fp32. Online RL scores samples at the temperature they were drawn with (so π_old is the sampling policy)."""
     weight = head.weight
     bias = getattr(head, "bias", None)
     pieces = []
     for start in range(0, hidden.shape[0], chunk_size):
         h, t = hidden[start:start + chunk_size], targets[start:start + chunk_size]
         if torch.is_grad_enabled() and (h.requires_grad or weight.requires_grad):
-            pieces.append(checkpoint(_chunk_logps, h, weight, bias, t, use_reentrant=False))
+            pieces.append(checkpoint(_chunk_logps, h, weight, bias, t, temperature, use_reentrant=False))
         else:
-            pieces.append(_chunk_logps(h, weight, bias, t))
+            pieces.append(_chunk_logps(h, weight, bias, t, temperature))
     if not pieces:
         return hidden.new_zeros(0, dtype=torch.float32)
     return torch.cat(pieces)
@@ -56,6 +60,7 @@ class SelectedLogps:
 
     token_logps: Tensor
     mask: Tensor
+    hidden: Tensor | None = None  # (N, H) decoder states at the selected positions, when asked for (value heads)
 
     def per_row(self) -> Tensor:
         """(B, T-1) token log-probs, 0 where not selected."""
@@ -75,20 +80,24 @@ def _uses_plain_head(model: nn.Module) -> bool:
 
 
 def causal_lm_logps(model: nn.Module, input_ids: Tensor, labels: Tensor, *, attention_mask: Tensor | None = None,
-                    position_ids: Tensor | None = None, chunk_size: int = DEFAULT_CHUNK) -> SelectedLogps:
+                    position_ids: Tensor | None = None, chunk_size: int = DEFAULT_CHUNK, temperature: float = 1.0,
+                    return_hidden: bool = False) -> SelectedLogps:
     """Target log-probs of a causal LM where `labels` (B, T) is not -100, after the causal shift.
 
     Only positions whose label counts reach the LM head. Models whose head does more than a linear map (logit
-    soft-capping, scaling) take the full-logits path instead.
+    soft-capping, scaling) take the full-logits path instead. `return_hidden` also keeps the decoder's last hidden
+    states at those positions (a value head reads them), at no extra pass.
     """
     targets = labels[:, 1:]
     mask = targets != -100
     kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
               "use_cache": False}
     if _uses_plain_head(model) and hasattr(model, "get_decoder"):
-        hidden = model.get_decoder()(**kwargs).last_hidden_state[:, :-1]
-        logps = head_token_logps(hidden[mask], model.get_output_embeddings(), targets[mask], chunk_size=chunk_size)
+        selected = model.get_decoder()(**kwargs).last_hidden_state[:, :-1][mask]
+        logps = head_token_logps(selected, model.get_output_embeddings(), targets[mask], chunk_size=chunk_size,
+                                 temperature=temperature)
     else:
-        logits = model(**kwargs).logits[:, :-1]
-        logps = logits_token_logps(logits[mask], targets[mask])
-    return SelectedLogps(logps, mask)
+        out = model(**kwargs, output_hidden_states=return_hidden)
+        logps = logits_token_logps(out.logits[:, :-1][mask] / temperature, targets[mask])
+        selected = out.hidden_states[-1][:, :-1][mask] if return_hidden else None
+    return SelectedLogps(logps, mask, selected if return_hidden else None)

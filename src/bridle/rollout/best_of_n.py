@@ -3,31 +3,13 @@ RAFT / rejection-sampling fine-tuning). Output rows are SFT data: {"prompt", "co
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from bridle.data.sources import RawRow
-from bridle.errors import DataError
+from bridle.data.prompts import PROMPT_FIELDS, prompt_of
 from bridle.rollout.sampling import Prompt, as_messages, generate
 
-PROMPT_FIELDS = ("prompt", "question", "instruction")
-
-
-def prompt_of(row: RawRow) -> Prompt:
-    """The prompt of a row: "prompt" (text or messages), "messages" without a final assistant turn, "question", or
-    "instruction" (+ "input")."""
-    value = row.value
-    if not isinstance(value, Mapping):
-        raise DataError("the row is not a JSON object.", source=row.source, row=row.row)
-    if isinstance(value.get("messages"), list) and value["messages"]:
-        messages = value["messages"]
-        return messages[:-1] if messages[-1].get("role") == "assistant" else messages
-    for name in PROMPT_FIELDS:
-        if isinstance(value.get(name), (str, list)) and value[name]:
-            extra = value.get("input") if name == "instruction" else None
-            return f"{value[name]}\n\n{extra}" if extra else value[name]
-    raise DataError("the row has no prompt.", source=row.source, row=row.row,
-                    hint='Rows need "prompt" (text or chat messages), "messages", "question" or "instruction".')
+__all__ = ["PROMPT_FIELDS", "Prompt", "best_of_n", "prompt_of"]  # prompt_of lives in bridle.data.prompts now
 
 
 def best_of_n(policy: Any, tokenizer: Any, prompts: Sequence[Prompt],

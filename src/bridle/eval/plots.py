@@ -1,0 +1,56 @@
+"""Training curves as PNG files next to a run's metrics.jsonl (matplotlib, an optional dependency)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bridle.engine.logging import console
+
+# One figure per quantity: its file name, title, and the metrics drawn on it (those present in the run).
+CURVES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "reward.png": ("reward", ("reward/mean", "reward/score", "eval/reward/mean")),
+    "kl.png": ("KL to the reference", ("kl/ref", "eval/kl/ref")),
+    "entropy.png": ("entropy (nats / token)", ("rollout/entropy",)),
+    "loss.png": ("loss", ("loss", "eval/loss")),
+}
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, float]]:
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_run(run_dir: Path) -> list[Path]:
+    """Write one PNG per curve in CURVES that the run logged; returns the files written ([] without matplotlib)."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        console.print("plots skipped: pip install matplotlib (or bridle-lm[plots]) to draw training curves")
+        return []
+    records = read_metrics(run_dir)
+    written = []
+    for filename, (title, keys) in CURVES.items():
+        series = {key: [(r["step"], r[key]) for r in records if key in r and "step" in r] for key in keys}
+        series = {key: points for key, points in series.items() if points}
+        if not series:
+            continue
+        figure, axis = plt.subplots(figsize=(6, 3.5))
+        for key, points in series.items():
+            steps, values = zip(*points)
+            axis.plot(steps, values, marker="o" if len(points) < 30 else None, markersize=3, label=key)
+        axis.set_xlabel("optimizer step")
+        axis.set_title(title)
+        axis.grid(alpha=0.3)
+        axis.legend(fontsize=8)
+        figure.tight_layout()
+        path = Path(run_dir) / filename
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+    return written

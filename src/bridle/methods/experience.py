@@ -1,0 +1,106 @@
+"""Experience: one sampled response with everything its policy update reads, and the batching around it.
+
+Tensors are response-aligned: position t is response token t (the token predicted from prompt + response[:t]).
+A batch right-pads prompt+response rows for the forward pass and the response-aligned tensors to (B, R).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from bridle.data.tokenize import IGNORE_INDEX
+from bridle.ops import SelectedLogps, causal_lm_logps
+
+PER_TOKEN = ("old_logps", "ref_logps", "advantages", "returns", "old_values")
+
+
+@dataclass
+class Experience:
+    """One response. advantages is (r,) per token (PPO) or a 0-dim tensor shared by every token (GRPO, RLOO)."""
+
+    prompt_ids: Tensor
+    response_ids: Tensor
+    score: float = 0.0
+    sample_logps: Tensor | None = None  # log π of each token as recorded while sampling
+    old_logps: Tensor | None = None  # π_old for the PPO ratio (None: the update's own detached log-probs)
+    ref_logps: Tensor | None = None
+    advantages: Tensor | None = None
+    returns: Tensor | None = None
+    old_values: Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return int(self.response_ids.numel())
+
+
+def _pad(rows: Sequence[Tensor], width: int, fill: float = 0.0) -> Tensor:
+    out = torch.full((len(rows), width), fill, dtype=rows[0].dtype)
+    for i, row in enumerate(rows):
+        out[i, :row.numel()] = row
+    return out
+
+
+def collate_experience(items: Sequence[Experience], *, pad_id: int, weight: str = "tokens") -> dict[str, Any]:
+    """Right-padded model inputs (input_ids, attention_mask, labels: (B, P+R)), `response_mask` (B, R) and each
+    per-token field present on the items as (B, R); scalar advantages become (B,). `weight` is what the loss
+    averages over: "tokens" (response tokens) or "sequences" (rows)."""
+    lengths = [len(e.prompt_ids) + e.length for e in items]
+    width, resp_width = max(lengths), max(e.length for e in items)
+    input_ids = torch.full((len(items), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(items), width), IGNORE_INDEX, dtype=torch.long)
+    attention_mask = torch.zeros((len(items), width), dtype=torch.long)
+    response_mask = torch.zeros((len(items), resp_width), dtype=torch.bool)
+    for i, e in enumerate(items):
+        p, n = len(e.prompt_ids), lengths[i]
+        input_ids[i, :n] = torch.cat([e.prompt_ids, e.response_ids])
+        labels[i, p:n] = e.response_ids
+        attention_mask[i, :n] = 1  # from lengths: the pad id is EOS, which ends responses
+        response_mask[i, :e.length] = True
+    batch: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels,
+                             "response_mask": response_mask, "scores": torch.tensor([e.score for e in items]),
+                             "num_tokens": sum(lengths)}
+    for name in PER_TOKEN:
+        values = [getattr(e, name) for e in items]
+        if values[0] is None:
+            continue
+        if values[0].dim() == 0:
+            batch[name] = torch.stack(values).float()
+        else:
+            batch[name] = _pad([v.float() for v in values], resp_width)
+    batch["weight"] = int(response_mask.sum()) if weight == "tokens" else len(items)
+    return batch
+
+
+def to_response(selected: Tensor, response_mask: Tensor) -> Tensor:
+    """Values at the selected (response) positions, row-major, → (B, R) response-aligned, 0 on padding."""
+    out = selected.new_zeros(response_mask.shape)
+    out[response_mask] = selected
+    return out
+
+
+def response_logps(model: nn.Module, batch: dict[str, Any], *, temperature: float = 1.0,
+                   return_hidden: bool = False) -> tuple[Tensor, SelectedLogps]:
+    """(B, R) log-probs of the response tokens at the sampling temperature, and the raw selection (hidden states
+    for value heads when asked)."""
+    selected = causal_lm_logps(model, batch["input_ids"], batch["labels"], attention_mask=batch["attention_mask"],
+                               temperature=temperature, return_hidden=return_hidden)
+    return to_response(selected.token_logps, batch["response_mask"]), selected
+
+
+@torch.no_grad()
+def per_token_pass(items: Sequence[Experience], fn: Callable[[dict[str, Any]], Tensor], *, pad_id: int,
+                   batch_size: int, device: torch.device) -> list[Tensor]:
+    """Run `fn(batch) -> (B, R)` over items in micro-batches; returns each item's (r,) slice, on the CPU."""
+    out: list[Tensor] = []
+    for start in range(0, len(items), batch_size):
+        chunk = items[start:start + batch_size]
+        batch = collate_experience(chunk, pad_id=pad_id)
+        batch = {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+        values = fn(batch).float().cpu()
+        out.extend(values[i, :e.length] for i, e in enumerate(chunk))
+    return out

@@ -1,0 +1,279 @@
+"""Online methods (PPO, GRPO, RLOO, RAFT): rollout → feedback → advantages in front of the one engine.
+
+A run is a series of rounds. Each round samples `num_samples` responses for `prompts_per_rollout` prompts from the
+current policy, scores them with the reward sources, and turns them into `Experience` (old / reference log-probs,
+advantages). The engine then takes `update_epochs` passes over that buffer in mini-batches of
+`batch_size × grad_accum` responses, one optimizer step each, and the next round samples again. Subclasses say how
+scores become advantages (`advantages`) and which loss a mini-batch gets (`step`).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from abc import abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from bridle.config import TrainConfig, option
+from bridle.data.prompts import PromptRow, load_prompt_dataset
+from bridle.engine import StepOutput
+from bridle.errors import ConfigError
+from bridle.feedback import Sample, build_reward
+from bridle.methods.base import Method
+from bridle.methods.experience import Experience, collate_experience, per_token_pass, response_logps
+from bridle.methods.splits import split_eval
+from bridle.models import load_causal_lm, unwrap
+from bridle.models.lora import is_peft
+from bridle.rollout import Rollout, SamplingSettings, as_messages, sample
+
+
+@dataclass
+class OnlineConfig(TrainConfig):
+    """Keys shared by every online method (the engine's keys, plus rollout and reward)."""
+
+    output_dir: str = option("runs/online", "where config.yaml, metrics.jsonl, run.json, checkpoints and the model go")
+    lr: float = option(1e-6, "peak learning rate (AdamW); online RL wants small ones for full fine-tuning")
+    lr_schedule: str = option("constant", "learning-rate schedule after warmup", ("cosine", "linear", "constant"))
+    log_every: int = option(1, "log metrics every N optimizer steps")
+    reward: str = option("", "reward sources, comma-separated, each optionally weighted `w*entry`: a `bridle rm` "
+                             "output dir, `module:function` / `file.py:function`, or a built-in verifier "
+                             "(math_exact_match, format_answer_line, length_limit)")
+    normalize_reward: bool = option(True, "normalize reward-model scores with the statistics `bridle rm` saved")
+    missing_eos_penalty: float = option(0.0, "subtracted from the reward of responses that never reach EOS / stop")
+    prompts_per_rollout: int = option(8, "prompts sampled per round")
+    num_samples: int = option(1, "responses sampled per prompt (GRPO / RLOO group size G)")
+    update_epochs: int = option(1, "passes over each round's responses (PPO epochs)")
+    max_new_tokens: int = option(128, "most tokens sampled per response")
+    max_prompt_length: int = option(256, "prompt tokens kept (from the end)")
+    temperature: float = option(1.0, "sampling temperature (log-probs are taken at this temperature too)")
+    top_p: float = option(1.0, "nucleus sampling: keep the smallest set of tokens with this much probability")
+    top_k: int = option(0, "sample from the k most likely tokens; 0 = all")
+    stop: str = option("", "stop strings, separated by `|` (a response also stops at EOS)")
+    generation_batch_size: int = option(32, "rows per generate call")
+    beta: float = option(0.04, "KL coefficient β (to the frozen reference); 0 = no reference model at all")
+    kl_estimator: str = option("k1", "per-token KL estimator for penalties in the reward", ("k1", "k2", "k3"))
+    clip_eps: float = option(0.2, "PPO ratio clip range ε")
+    reference_model: str = option("", "reference model; empty = the policy's starting weights (LoRA: adapter off)")
+    eval_prompts: int = option(64, "held-out prompts answered (greedy) at each evaluation; 0 = all")
+    eval_max_new_tokens: int = option(0, "most tokens per evaluation answer; 0 = --max-new-tokens")
+
+
+class OnlineMethod(Method):
+    """Rounds of sampling and updates; subclasses give `advantages` and `step`."""
+
+    Config: ClassVar[type[TrainConfig]] = OnlineConfig
+    aggregation: ClassVar[str] = "token"  # what the loss averages over: "token" → weight by tokens, else rows
+    config: OnlineConfig
+
+    # -- data ---------------------------------------------------------------------------------------------------
+    def build_datasets(self) -> tuple[list[PromptRow], list[PromptRow], str]:
+        self.check_config()
+        rows, report = load_prompt_dataset(self.config.data, on_bad_row=self.config.on_bad_row)
+        lines = [f"train {report}"]
+        if self.config.eval_data:
+            eval_rows, eval_report = load_prompt_dataset(self.config.eval_data, on_bad_row=self.config.on_bad_row)
+            lines.append(f"eval {eval_report}")
+        else:
+            rows, eval_rows = split_eval(rows, self.config.eval_fraction, seed=self.config.seed)
+            if eval_rows:
+                lines.append(f"held out {len(eval_rows)} prompts for evaluation")
+        if self.config.eval_prompts > 0:
+            eval_rows = eval_rows[:self.config.eval_prompts]
+        return rows, eval_rows, "\n".join(lines)
+
+    def check_config(self) -> None:
+        c = self.config
+        if not c.reward:
+            raise ConfigError(f"bridle {self.name} needs --reward: a `bridle rm` output dir, module:function, "
+                              "or a built-in verifier such as math_exact_match.")
+        for key in ("prompts_per_rollout", "num_samples", "update_epochs", "max_new_tokens", "batch_size"):
+            if getattr(c, key) < 1:
+                raise ConfigError(f"key {key!r} must be >= 1; got {getattr(c, key)}.")
+        per_step = c.batch_size * c.grad_accum
+        if self.buffer_size() % per_step:
+            raise ConfigError(f"each round yields {self.buffer_size()} responses to train on, which does not split "
+                              f"into optimizer steps of batch_size × grad_accum = {per_step}. Change "
+                              "--prompts-per-rollout, --num-samples, --batch-size or --grad-accum.")
+
+    def buffer_size(self) -> int:
+        """Responses trained on per round."""
+        return self.config.prompts_per_rollout * self.config.num_samples
+
+    @property
+    def updates_per_round(self) -> int:
+        c = self.config
+        return c.update_epochs * self.buffer_size() // (c.batch_size * c.grad_accum)
+
+    def planned_steps(self) -> int:
+        rounds = math.ceil(self.config.epochs * len(self.prompts) / self.config.prompts_per_rollout)
+        return max(1, rounds) * self.updates_per_round
+
+    # -- models -------------------------------------------------------------------------------------------------
+    def before_training(self, model: nn.Module, train_items: Sequence[Any], eval_items: Sequence[Any]) -> None:
+        self.prompts, self.eval_rows = list(train_items), list(eval_items)
+        self.reward = build_reward(self.config.reward, missing_eos_penalty=self.config.missing_eos_penalty,
+                                   normalize=self.config.normalize_reward)
+        self.reference = self._build_reference(self.policy_of(model))
+        self._buffer: list[Experience] = []
+        self._buffer_round = -1
+        self._metrics: dict[str, float] = {}
+
+    def _build_reference(self, policy: nn.Module) -> nn.Module | None:
+        """None when no KL term is used or when LoRA's adapter-disabled base serves as the reference."""
+        if self.config.beta == 0 and not self.needs_reference():
+            return None
+        if self.config.reference_model:
+            reference = load_causal_lm(self.config.reference_model, dtype=self.config.model_dtype)
+        elif is_peft(policy):
+            return None
+        else:
+            reference = copy.deepcopy(unwrap(policy))
+        reference.requires_grad_(False)
+        return reference.eval()
+
+    def needs_reference(self) -> bool:
+        return False
+
+    def sampling(self, *, evaluation: bool = False) -> SamplingSettings:
+        c = self.config
+        stop = tuple(s for s in c.stop.split("|") if s) if c.stop else ()
+        if evaluation:
+            return SamplingSettings(max_new_tokens=c.eval_max_new_tokens or c.max_new_tokens, temperature=0.0,
+                                    stop=stop, max_prompt_length=c.max_prompt_length,
+                                    batch_size=c.generation_batch_size)
+        return SamplingSettings(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p,
+                                top_k=c.top_k, stop=stop, max_prompt_length=c.max_prompt_length,
+                                batch_size=c.generation_batch_size)
+
+    # -- rounds -------------------------------------------------------------------------------------------------
+    def round_prompts(self, round_index: int) -> list[PromptRow]:
+        """The prompts of a round: a seeded shuffle of the data per pass, taken in order (wrapping around)."""
+        n, per = len(self.prompts), self.config.prompts_per_rollout
+        rows = []
+        for position in range(round_index * per, (round_index + 1) * per):
+            epoch, index = divmod(position, n)
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed * 7919 + epoch))
+            rows.append(self.prompts[int(order[index])])
+        return rows
+
+    def step_items(self, model: nn.Module, step: int) -> tuple[list[Experience], dict[str, float]]:
+        round_index, update = divmod(step, self.updates_per_round)
+        if round_index != self._buffer_round:
+            self._buffer, self._metrics = self.make_experience(model, round_index)
+            self._buffer_round = round_index
+            self._metrics["epoch"] = (round_index + 1) * self.config.prompts_per_rollout / len(self.prompts)
+        per_step = self.config.batch_size * self.config.grad_accum
+        per_epoch = len(self._buffer) // per_step
+        epoch, minibatch = divmod(update, per_epoch)
+        order = torch.randperm(len(self._buffer),
+                               generator=torch.Generator().manual_seed(self.config.seed + 1000 * step + epoch))
+        chosen = order[minibatch * per_step:(minibatch + 1) * per_step].tolist()
+        return [self._buffer[i] for i in chosen], dict(self._metrics)
+
+    def make_experience(self, model: nn.Module, round_index: int) -> tuple[list[Experience], dict[str, float]]:
+        policy = self.policy_of(model)
+        rows = self.round_prompts(round_index)
+        rollout = sample(policy, self.tokenizer, [r.prompt for r in rows], n=self.config.num_samples,
+                         settings=self.sampling(), seed=self.config.seed * 100_003 + round_index)
+        scores, metrics = self.score(rollout, rows)
+        items = [Experience(prompt_ids=p, response_ids=r, score=float(s), sample_logps=lp)
+                 for p, r, s, lp in zip(rollout.prompt_ids, rollout.response_ids, scores, rollout.token_logps)]
+        items = self.select(items)
+        device = next(policy.parameters()).device
+        if self.updates_per_round > 1:  # the policy moves within the round: freeze π_old now
+            for item, logps in zip(items, self.token_pass(items, lambda b: self.logps(policy, b), device)):
+                item.old_logps = logps
+        if self.config.beta > 0 or self.needs_reference():
+            for item, logps in zip(items, self.token_pass(items, lambda b: self.reference_logps(policy, b), device)):
+                item.ref_logps = logps
+        metrics.update(self.advantages(model, items))
+        metrics.update(rollout.metrics())
+        return items, metrics
+
+    def score(self, rollout: Rollout, rows: Sequence[PromptRow]) -> tuple[Tensor, dict[str, float]]:
+        samples = [Sample(prompt=as_messages(rows[i].prompt, self.tokenizer), completion=text, finished=done,
+                          columns=dict(rows[i].columns))
+                   for i, text, done in zip(rollout.prompt_index, rollout.texts, rollout.finished)]
+        result = self.reward(samples)
+        scores = torch.tensor(result.total, dtype=torch.float32)
+        metrics = {"reward/mean": float(scores.mean()), "reward/std": float(scores.std()) if len(scores) > 1 else 0.0}
+        for name, values in result.parts.items():
+            metrics[f"reward/{name}"] = sum(values) / max(len(values), 1)
+        return scores, metrics
+
+    def select(self, items: list[Experience]) -> list[Experience]:
+        """Which sampled responses to train on (all; RAFT keeps the best)."""
+        return items
+
+    # -- forward passes over a round ----------------------------------------------------------------------------
+    def token_pass(self, items: Sequence[Experience], fn: Any, device: torch.device) -> list[Tensor]:
+        """`fn(batch) -> (B, R)` over a round's items without grad, one (r,) tensor per item."""
+        return per_token_pass(items, fn, pad_id=self.tokenizer.pad_token_id, batch_size=self.config.batch_size,
+                              device=device)
+
+    def logps(self, policy: nn.Module, batch: dict[str, Any]) -> Tensor:
+        was_training = policy.training
+        policy.eval()
+        out = response_logps(policy, batch, temperature=self.temperature)[0]
+        policy.train(was_training)
+        return out
+
+    def reference_logps(self, policy: nn.Module, batch: dict[str, Any]) -> Tensor:
+        if self.reference is not None:
+            return self.logps(self.reference, batch)
+        with policy.disable_adapter():  # LoRA: the base without the adapter is the starting policy
+            return self.logps(policy, batch)
+
+    @property
+    def temperature(self) -> float:
+        return self.config.temperature if self.config.temperature > 0 else 1.0
+
+    # -- the update ---------------------------------------------------------------------------------------------
+    @abstractmethod
+    def advantages(self, model: nn.Module, items: list[Experience]) -> dict[str, float]:
+        """Set each item's advantages (and returns / values); return metrics of the round."""
+
+    def collate(self, items: Sequence[Experience]) -> dict[str, Any]:
+        weight = "tokens" if self.aggregation == "token" else "sequences"
+        return collate_experience(items, pad_id=self.tokenizer.pad_token_id, weight=weight)
+
+    def old_logps(self, batch: dict[str, Any], logps: Tensor) -> Tensor:
+        """π_old: frozen at sampling time when the round has several updates; else this update's own log-probs
+        (the ratio is exactly 1 and only its gradient counts)."""
+        return batch["old_logps"] if "old_logps" in batch else logps.detach()
+
+    @abstractmethod
+    def step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
+        ...
+
+    # -- evaluation and state -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Greedy answers to the held-out prompts, scored by the reward sources."""
+        if not self.eval_rows:
+            return {}
+        rollout = sample(self.policy_of(model), self.tokenizer, [r.prompt for r in self.eval_rows], n=1,
+                         settings=self.sampling(evaluation=True), seed=self.config.seed)
+        _, metrics = self.score(rollout, self.eval_rows)
+        lengths = [float(r.numel()) for r in rollout.response_ids]
+        metrics["response_length"] = sum(lengths) / len(lengths)
+        metrics["finished"] = sum(rollout.finished) / len(rollout)
+        return metrics
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        return None
+
+    def finish(self, model: nn.Module, out_dir: Path) -> dict[str, Any]:
+        from bridle.eval.plots import plot_run
+
+        written = plot_run(Path(self.config.output_dir))
+        return {"plots": [str(p) for p in written]}
