@@ -26,7 +26,6 @@ import argparse
 import json
 import math
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,20 +33,24 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sft import peak_rss_gib  # noqa: E402  (shared helper of the SFT benchmark)
+from common import (  # noqa: E402  (helpers shared by the benchmarks)
+    REPO,
+    StepTime,
+    bench_logger,
+    peak_rss_gib,
+    print_result,
+    run_child_script,
+    timed_engine,
+    trl_step_timer,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 HH = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 MODEL_ALIAS = "smollm2-135m"
 BATCH, MAX_LENGTH, LR, BETA, SEED = 4, 256, 1e-6, 0.1, 0
-RESULT = "BENCH_RESULT "
 VARIANTS = {"trl-fp32": ("trl", "fp32"), "bridle-fp32": ("bridle", "fp32"), "trl-lora": ("trl", "lora"),
             "bridle-lora": ("bridle", "lora"), "bridle-bf16": ("bridle", "bf16"),
             "bridle-padding-free": ("bridle", "padding_free")}
-
-
-def log(message: str) -> None:
-    print(f"[bench dpo] {message}", file=sys.stderr, flush=True)
+log = bench_logger("dpo")
 
 
 def build_records(model_dir: str, count: int) -> list[dict[str, Any]]:
@@ -69,17 +72,15 @@ def build_records(model_dir: str, count: int) -> list[dict[str, Any]]:
     return kept
 
 
-def summarize(step_times: list[tuple[float, int]], losses: list[float], warmup: int, extra: dict[str, Any]
-              ) -> dict[str, Any]:
+def summarize(step_times: list[StepTime], losses: list[float], warmup: int, extra: dict[str, Any]) -> dict[str, Any]:
     measured = step_times[warmup:]
-    seconds, tokens = sum(t for t, _ in measured), sum(n for _, n in measured)
+    seconds, tokens = sum(t for t, _, _ in measured), sum(n for _, _, n in measured)
     return {"tokens_per_s": tokens / max(seconds, 1e-9), "peak_gib": peak_rss_gib(), "measured_tokens": tokens,
-            "measured_seconds": seconds, "step_seconds": [round(t, 2) for t, _ in measured],
+            "measured_seconds": seconds, "step_seconds": [round(t, 2) for t, _, _ in measured],
             "first_loss": losses[0] if losses else float("nan"), **extra}
 
 
 def child_bridle(data: str, variant: str, steps: int, warmup: int, out_dir: str) -> dict[str, Any]:
-    from bridle.engine import Engine
     from bridle.engine.batches import BatchPlan
     from bridle.methods.dpo import DPO, DPOConfig
     from bridle.models import load_tokenizer, resolve_model
@@ -96,19 +97,9 @@ def child_bridle(data: str, variant: str, steps: int, warmup: int, out_dir: str)
     t0 = time.perf_counter()
     method.before_training(model, train_items, eval_items)
     prepass = time.perf_counter() - t0
-    step_times: list[tuple[float, int]] = []
+    step_times: list[StepTime] = []
     losses: list[float] = []
-
-    class TimedEngine(Engine):
-        def _train_step(self, step: int) -> tuple[dict[str, float], int]:
-            t0 = time.perf_counter()
-            metrics, tokens = super()._train_step(step)
-            step_times.append((time.perf_counter() - t0, tokens))
-            losses.append(metrics["loss"])
-            log(f"bridle {variant} step {step + 1}: {step_times[-1][0]:.2f} s, {tokens} tokens, loss "
-                f"{metrics['loss']:.6f}")
-            return metrics, tokens
-
+    TimedEngine = timed_engine(step_times, losses, log, f"bridle {variant}", loss_digits=6)  # noqa: N806
     engine = TimedEngine(config, model, method, train_items, eval_items)
     engine.plan = BatchPlan(len(train_items), config.batch_size, seed=config.seed, shuffle=False)
     engine.fit()
@@ -123,7 +114,7 @@ def child_trl(data: str, variant: str, steps: int, warmup: int, out_dir: str) ->
     import torch
     from datasets import load_dataset
     from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     from bridle.models import resolve_model
@@ -139,22 +130,9 @@ def child_trl(data: str, variant: str, steps: int, warmup: int, out_dir: str) ->
                      dataloader_num_workers=0, train_sampling_strategy="sequential", seed=SEED)
     peft_config = LoraConfig(task_type="CAUSAL_LM", r=16, lora_alpha=32, lora_dropout=0.0,
                              target_modules="all-linear") if variant == "lora" else None
-    step_times: list[tuple[float, int]] = []
+    step_times: list[StepTime] = []
     losses: list[float] = []
     batch_tokens: list[int] = []
-
-    class Timer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            batch_tokens.clear()
-            self.t0 = time.perf_counter()
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            step_times.append((time.perf_counter() - self.t0, sum(batch_tokens)))
-            log(f"trl {variant} step {state.global_step}: {step_times[-1][0]:.2f} s, {sum(batch_tokens)} tokens")
-
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
 
     class CountingDPOTrainer(DPOTrainer):
         def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN201
@@ -163,24 +141,16 @@ def child_trl(data: str, variant: str, steps: int, warmup: int, out_dir: str) ->
 
     trainer = CountingDPOTrainer(model=model, args=args, train_dataset=load_dataset("json", data_files=data,
                                                                                     split="train"),
-                                 processing_class=tokenizer, peft_config=peft_config, callbacks=[Timer()])
+                                 processing_class=tokenizer, peft_config=peft_config,
+                                 callbacks=[trl_step_timer(step_times, losses, batch_tokens, log, f"trl {variant}")])
     trainer.train()
     return summarize(step_times, losses, warmup, {"reference_model_in_memory": trainer.ref_model is not None})
 
 
 def run_child(name: str, data: str, steps: int, warmup: int, work: Path) -> dict[str, Any]:
-    framework, variant = VARIANTS[name]
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", name, "--data", data, "--steps", str(steps),
-           "--warmup", str(warmup), "--out", str(work / name)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_DATASETS_CACHE": str(work / "hf-datasets"), "TRANSFORMERS_VERBOSITY": "error",
-           "PYTHONWARNINGS": "ignore"}
+    args = ["--child", name, "--data", data, "--steps", str(steps), "--warmup", str(warmup), "--out", str(work / name)]
     started = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, cwd=REPO)
-    result = next((json.loads(line[len(RESULT):]) for line in proc.stdout.splitlines() if line.startswith(RESULT)),
-                  None)
-    if proc.returncode != 0 or result is None:
-        raise RuntimeError(f"{name} child failed (exit {proc.returncode})")
+    result = run_child_script(__file__, args, work, name)
     log(f"{name}: {result['tokens_per_s']:.1f} tokens/s, peak {result['peak_gib']:.2f} GiB, first loss "
         f"{result['first_loss']:.6f}, {time.perf_counter() - started:.0f} s wall")
     return {k: round(v, 4) if isinstance(v, float) else v for k, v in result.items()}
@@ -207,7 +177,7 @@ def main() -> int:
     if args.child:
         framework, variant = VARIANTS[args.child]
         child = child_bridle if framework == "bridle" else child_trl
-        print(RESULT + json.dumps(child(args.data, variant, steps, args.warmup, args.out)), flush=True)
+        print_result(child(args.data, variant, steps, args.warmup, args.out))
         return 0
 
     base = {"benchmark": "dpo", "model": "SmolLM2-135M-Instruct", "data": "hh-rlhf harmless-base-test",

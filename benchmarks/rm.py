@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,17 +29,21 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from sft import RESULT, summarize  # noqa: E402  (shared helpers of the SFT benchmark)
+from common import (  # noqa: E402  (helpers shared by the benchmarks)
+    REPO,
+    bench_logger,
+    print_result,
+    run_child_script,
+    summarize,
+    timed_engine,
+    trl_step_timer,
+)
 
-REPO = Path(__file__).resolve().parent.parent
 HH = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 MODEL_ALIAS = "smollm2-135m"
 BATCH, MAX_LENGTH, LR, SEED = 4, 256, 1e-5, 0
 VARIANTS = ("trl", "bridle", "bridle-padding-free")
-
-
-def log(message: str) -> None:
-    print(f"[bench rm] {message}", file=sys.stderr, flush=True)
+log = bench_logger("rm")
 
 
 def split_by_fit(model_dir: str) -> tuple[list[dict[str, Any]], int]:
@@ -63,7 +66,6 @@ def split_by_fit(model_dir: str) -> tuple[list[dict[str, Any]], int]:
 def child_bridle(data: str, padding_free: bool, steps: int, warmup: int, out_dir: str) -> dict[str, Any]:
     from transformers import set_seed
 
-    from bridle.engine import Engine
     from bridle.engine.batches import BatchPlan
     from bridle.methods.rm import RewardModelling, RMConfig
     from bridle.models import load_tokenizer, resolve_model
@@ -81,17 +83,7 @@ def child_bridle(data: str, padding_free: bool, steps: int, warmup: int, out_dir
     model = method.build_model()
     step_times: list[tuple[float, float, int]] = []
     losses: list[float] = []
-
-    class TimedEngine(Engine):
-        def _train_step(self, step: int) -> tuple[dict[str, float], int]:
-            t0, c0 = time.perf_counter(), time.process_time()
-            metrics, tokens = super()._train_step(step)
-            step_times.append((time.perf_counter() - t0, time.process_time() - c0, tokens))
-            losses.append(metrics["loss"])
-            log(f"bridle step {step + 1}: {step_times[-1][0]:.2f} s, {tokens} tokens, loss {metrics['loss']:.4f}")
-            return metrics, tokens
-
-    engine = TimedEngine(config, model, method, train_items, [])
+    engine = timed_engine(step_times, losses, log)(config, model, method, train_items, [])
     engine.plan = BatchPlan(len(train_items), config.batch_size, seed=config.seed, shuffle=False)  # file order
     engine.fit()
     n_params = sum(p.numel() for p in model.parameters())
@@ -101,7 +93,7 @@ def child_bridle(data: str, padding_free: bool, steps: int, warmup: int, out_dir
 def child_trl(data: str, steps: int, warmup: int, out_dir: str) -> dict[str, Any]:
     import torch
     from datasets import load_dataset
-    from transformers import AutoTokenizer, TrainerCallback
+    from transformers import AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
     from bridle.models import resolve_model
@@ -120,19 +112,6 @@ def child_trl(data: str, steps: int, warmup: int, out_dir: str) -> dict[str, Any
     losses: list[float] = []
     batch_tokens: list[int] = []
 
-    class Timer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            batch_tokens.clear()
-            self.t0, self.c0 = time.perf_counter(), time.process_time()
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            step_times.append((time.perf_counter() - self.t0, time.process_time() - self.c0, sum(batch_tokens)))
-            log(f"trl step {state.global_step}: {step_times[-1][0]:.2f} s, {sum(batch_tokens)} tokens")
-
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-
     class CountingRewardTrainer(RewardTrainer):
         def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN201
             batch_tokens.append(int(inputs["attention_mask"].sum()))
@@ -140,7 +119,8 @@ def child_trl(data: str, steps: int, warmup: int, out_dir: str) -> dict[str, Any
 
     trainer = CountingRewardTrainer(model=path, args=args, train_dataset=load_dataset("json", data_files=data,
                                                                                       split="train"),
-                                    processing_class=tokenizer, callbacks=[Timer()])
+                                    processing_class=tokenizer,
+                                    callbacks=[trl_step_timer(step_times, losses, batch_tokens, log)])
     log(f"trl: {len(trainer.train_dataset)} train pairs after its length filter")
     trainer.train()
     n_params = sum(p.numel() for p in trainer.model.parameters())
@@ -148,17 +128,10 @@ def child_trl(data: str, steps: int, warmup: int, out_dir: str) -> dict[str, Any
 
 
 def run_child(variant: str, data: str, steps: int, warmup: int, work: Path) -> dict[str, Any]:
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", variant, "--data", data, "--steps", str(steps),
-           "--warmup", str(warmup), "--out", str(work / variant)]
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_DATASETS_CACHE": str(work / "hf-datasets"), "TRANSFORMERS_VERBOSITY": "error",
-           "PYTHONWARNINGS": "ignore"}
+    args = ["--child", variant, "--data", data, "--steps", str(steps), "--warmup", str(warmup),
+            "--out", str(work / variant)]
     log(f"running {variant} ...")
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, cwd=REPO)
-    result = next((json.loads(line[len(RESULT):]) for line in proc.stdout.splitlines() if line.startswith(RESULT)),
-                  None)
-    if proc.returncode != 0 or result is None:
-        raise RuntimeError(f"{variant} child failed (exit {proc.returncode})")
+    result = run_child_script(__file__, args, work, variant)
     log(f"{variant}: {result['tokens_per_s']:.1f} tokens/s, peak {result['peak_gib']:.2f} GiB")
     return result
 
@@ -179,7 +152,7 @@ def main() -> int:
             result = child_trl(args.data, steps, args.warmup, args.out)
         else:
             result = child_bridle(args.data, args.child == "bridle-padding-free", steps, args.warmup, args.out)
-        print(RESULT + json.dumps(result), flush=True)
+        print_result(result)
         return 0
 
     base = {"benchmark": "rm", "model": "SmolLM2-135M-Instruct", "dtype": "fp32", "batch_pairs": BATCH,

@@ -26,15 +26,23 @@ import gzip
 import json
 import os
 import random
-import resource
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (  # noqa: E402  (helpers shared by the benchmarks)
+    REPO,
+    bench_logger,
+    print_result,
+    run_child_script,
+    summarize,
+    timed_engine,
+    trl_step_timer,
+)
+
 DATA_DIR = REPO.parent / "shared" / "data"
 ALPACA = DATA_DIR / "alpaca" / "alpaca_tiny_100.jsonl.gz"
 SEED_TASKS = DATA_DIR / "self-instruct" / "seed_tasks.jsonl.gz"
@@ -43,16 +51,7 @@ BATCH = 4
 MAX_LENGTH = 256
 LR = 1e-5
 SEED = 0
-RESULT = "BENCH_RESULT "
-
-
-def log(message: str) -> None:
-    print(f"[bench sft] {message}", file=sys.stderr, flush=True)
-
-
-def peak_rss_gib() -> float:
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
-    return kib / 2**20
+log = bench_logger("sft")
 
 
 # -- data ------------------------------------------------------------------------------------------------------------
@@ -115,23 +114,7 @@ def matmul_peak_gflops(hidden: int = 576, intermediate: int = 1536, rows: int = 
 
 
 # -- children --------------------------------------------------------------------------------------------------------
-def summarize(step_times: list[tuple[float, float, int]], warmup: int, losses: list[float], n_params: int,
-              extra: dict[str, Any]) -> dict[str, Any]:
-    """step_times: (wall seconds, process CPU seconds, real tokens) per optimizer step, warm-up ones first."""
-    measured = step_times[warmup:]
-    seconds = sum(t for t, _, _ in measured)
-    cpu_seconds = sum(c for _, c, _ in measured)
-    tokens = sum(n for _, _, n in measured)
-    rates = sorted(n / max(t, 1e-9) for t, _, n in measured)
-    return {"tokens_per_s": tokens / max(seconds, 1e-9), "peak_gib": peak_rss_gib(), "measured_steps": len(measured),
-            "measured_tokens": tokens, "measured_seconds": seconds, "cpu_seconds": cpu_seconds,
-            "median_step_tokens_per_s": rates[len(rates) // 2] if rates else 0.0,
-            "step_seconds": [round(t, 3) for t, _, _ in measured],
-            "mean_loss": sum(losses[warmup:]) / max(len(losses[warmup:]), 1), "n_params": n_params, **extra}
-
-
 def child_bridle(data: str, packed: bool, steps: int, warmup: int, out_dir: str) -> dict[str, Any]:
-    from bridle.engine import Engine
     from bridle.engine.batches import BatchPlan
     from bridle.methods.sft import SFT, SFTConfig
     from bridle.models import load_tokenizer, resolve_model
@@ -150,17 +133,7 @@ def child_bridle(data: str, packed: bool, steps: int, warmup: int, out_dir: str)
     method.before_training(model, train_items, eval_items)
     step_times: list[tuple[float, float, int]] = []
     losses: list[float] = []
-
-    class TimedEngine(Engine):
-        def _train_step(self, step: int) -> tuple[dict[str, float], int]:
-            t0, c0 = time.perf_counter(), time.process_time()
-            metrics, tokens = super()._train_step(step)
-            step_times.append((time.perf_counter() - t0, time.process_time() - c0, tokens))
-            losses.append(metrics["loss"])
-            log(f"bridle step {step + 1}: {step_times[-1][0]:.2f} s, {tokens} tokens, loss {metrics['loss']:.4f}")
-            return metrics, tokens
-
-    engine = TimedEngine(config, model, method, train_items, eval_items)
+    engine = timed_engine(step_times, losses, log)(config, model, method, train_items, eval_items)
     # file order, like TRL's sequential sampler, so unpacked runs train on the same batches
     engine.plan = BatchPlan(len(train_items), config.batch_size, seed=config.seed, shuffle=False)
     engine.fit()
@@ -172,7 +145,7 @@ def child_bridle(data: str, packed: bool, steps: int, warmup: int, out_dir: str)
 def child_trl(data: str, packed: bool, steps: int, warmup: int, out_dir: str) -> dict[str, Any]:
     import torch
     from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
+    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     from bridle.models import resolve_model
@@ -195,19 +168,6 @@ def child_trl(data: str, packed: bool, steps: int, warmup: int, out_dir: str) ->
     losses: list[float] = []
     batch_tokens: list[int] = []
 
-    class Timer(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            batch_tokens.clear()
-            self.t0, self.c0 = time.perf_counter(), time.process_time()
-
-        def on_step_end(self, args, state, control, **kwargs):  # noqa: ANN001, ANN201
-            step_times.append((time.perf_counter() - self.t0, time.process_time() - self.c0, sum(batch_tokens)))
-            log(f"trl step {state.global_step}: {step_times[-1][0]:.2f} s, {sum(batch_tokens)} tokens")
-
-        def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: ANN001, ANN201
-            if logs and "loss" in logs:
-                losses.append(float(logs["loss"]))
-
     class CountingSFTTrainer(SFTTrainer):
         def training_step(self, model, inputs, num_items_in_batch=None):  # noqa: ANN001, ANN201
             # real tokens: attention_mask for padded batches; padding-free batches are one flat row with no pads
@@ -218,7 +178,7 @@ def child_trl(data: str, packed: bool, steps: int, warmup: int, out_dir: str) ->
             return super().training_step(model, inputs, num_items_in_batch)
 
     trainer = CountingSFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer,
-                                 callbacks=[Timer()])
+                                 callbacks=[trl_step_timer(step_times, losses, batch_tokens, log)])
     log(f"trl {'packed' if packed else 'unpacked'}: {len(trainer.train_dataset)} train rows, "
         f"padding_free={trainer.padding_free}, optim={args.optim}")
     trainer.train()
@@ -230,24 +190,12 @@ def child_trl(data: str, packed: bool, steps: int, warmup: int, out_dir: str) ->
 
 def run_child(framework: str, packed: bool, data: str, steps: int, warmup: int, work: Path) -> dict[str, Any]:
     out_dir = work / f"{framework}-{'packed' if packed else 'unpacked'}"
-    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", framework, "--data", data,
-           "--steps", str(steps), "--warmup", str(warmup), "--out", str(out_dir)]
+    args = ["--child", framework, "--data", data, "--steps", str(steps), "--warmup", str(warmup), "--out", str(out_dir)]
     if packed:
-        cmd.append("--packed")
-    env = {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
-           "HF_DATASETS_CACHE": str(work / "hf-datasets"), "TRANSFORMERS_VERBOSITY": "error",
-           "PYTHONWARNINGS": "ignore"}
+        args.append("--packed")
     log(f"running {framework} ({'packed' if packed else 'unpacked'}) ...")
     started = time.perf_counter()
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=None, text=True, env=env, cwd=REPO)
-    result = None
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT):
-            result = json.loads(line[len(RESULT):])
-        elif line.strip():
-            print(line, file=sys.stderr)
-    if proc.returncode != 0 or result is None:
-        raise RuntimeError(f"{framework} child failed (exit {proc.returncode})")
+    result = run_child_script(__file__, args, work, framework)
     log(f"{framework} ({'packed' if packed else 'unpacked'}): {result['tokens_per_s']:.1f} tokens/s, "
         f"peak {result['peak_gib']:.2f} GiB, {time.perf_counter() - started:.0f} s wall")
     return result
@@ -284,8 +232,7 @@ def main() -> int:
 
     if args.child:
         child = child_bridle if args.child == "bridle" else child_trl
-        result = child(args.data, args.packed, steps, warmup, args.out)
-        print(RESULT + json.dumps(result), flush=True)
+        print_result(child(args.data, args.packed, steps, warmup, args.out))
         return 0
 
     base = {"benchmark": "sft", "model": "SmolLM2-135M-Instruct", "dtype": "fp32", "batch": BATCH,

@@ -12,6 +12,7 @@ from bridle.errors import BridleError
 # Tool commands (not training methods): modules with `add_parser(subparsers)` that set `func` on their parser.
 TOOL_COMMANDS: list[str] = []
 TOOL_COMMANDS.append("bridle.cli.rm_commands")  # score, best-of-n, eval-rm
+TOOL_COMMANDS.append("bridle.cli.data_commands")  # make-arithmetic
 
 
 def build_parser() -> argparse.ArgumentParser:

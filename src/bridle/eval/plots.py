@@ -10,9 +10,9 @@ from bridle.engine.logging import console
 # One figure per quantity: its file name, title, and the metrics drawn on it (those present in the run).
 CURVES: dict[str, tuple[str, tuple[str, ...]]] = {
     "reward.png": ("reward", ("reward/mean", "reward/score", "eval/reward/mean")),
-    "kl.png": ("KL to the reference", ("kl/ref", "eval/kl/ref")),
+    "kl.png": ("KL to the reference (per response; GRPO: per token)", ("kl/ref", "kl/ref_per_token")),
     "entropy.png": ("entropy (nats / token)", ("rollout/entropy",)),
-    "loss.png": ("loss", ("loss", "eval/loss")),
+    "loss.png": ("loss", ("loss",)),
 }
 
 

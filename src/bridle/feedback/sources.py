@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import torch
+
 from bridle.data.prompts import Prompt
 from bridle.errors import ConfigError
 from bridle.feedback.reward_model import RewardModel
@@ -53,13 +55,18 @@ class RewardModelSource:
 
     def __init__(self, path: str | Path, *, normalize: bool = True, batch_size: int = 8) -> None:
         self.path, self.normalize, self.batch_size = str(path), normalize, batch_size
-        self.name = Path(self.path).name or self.path
+        directory = Path(self.path)
+        # `bridle rm` writes <run>/model: the run's name says more than "model"
+        self.name = (directory.parent.name if directory.name == "model" and directory.parent.name else directory.name
+                     ) or self.path
         self._model: RewardModel | None = None
 
     @property
     def model(self) -> RewardModel:
         if self._model is None:
             model = RewardModel.load(self.path)
+            if torch.cuda.is_available():  # score where the policy trains
+                model.model.to("cuda")
             if self.normalize:
                 model.normalize([])  # raises ModelError now, before any scoring, when there are no statistics
             self._model = model

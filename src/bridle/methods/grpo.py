@@ -80,6 +80,8 @@ class GRPO(GroupMethod):
                                         batch["advantages"], batch["response_mask"], clip_eps=c.clip_eps,
                                         clip_eps_high=c.clip_eps_high or None, beta=c.beta,
                                         aggregation=c.loss_aggregation)
+        if "kl/ref" in metrics:  # a token mean of k3 here; PPO and RLOO log kl/ref per response
+            metrics["kl/ref_per_token"] = metrics.pop("kl/ref")
         return StepOutput(loss, metrics)
 
 

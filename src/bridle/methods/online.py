@@ -69,6 +69,7 @@ class OnlineMethod(Method):
 
     Config: ClassVar[type[TrainConfig]] = OnlineConfig
     aggregation: ClassVar[str] = "token"  # what the loss averages over: "token" → weight by tokens, else rows
+    uses_ratio: ClassVar[bool] = True  # the loss reads π_old (a PPO ratio); RAFT's SFT loss does not
     config: OnlineConfig
 
     # -- data ---------------------------------------------------------------------------------------------------
@@ -171,8 +172,9 @@ class OnlineMethod(Method):
         per_step = self.config.batch_size * self.config.grad_accum
         per_epoch = len(self._buffer) // per_step
         epoch, minibatch = divmod(update, per_epoch)
-        order = torch.randperm(len(self._buffer),
-                               generator=torch.Generator().manual_seed(self.config.seed + 1000 * step + epoch))
+        # one shuffle per (round, update epoch), so that epoch's mini-batches split the buffer exactly once
+        order = torch.randperm(len(self._buffer), generator=torch.Generator().manual_seed(
+            self.config.seed + 1000 * round_index + epoch))
         chosen = order[minibatch * per_step:(minibatch + 1) * per_step].tolist()
         return [self._buffer[i] for i in chosen], dict(self._metrics)
 
@@ -186,7 +188,7 @@ class OnlineMethod(Method):
                  for p, r, s, lp in zip(rollout.prompt_ids, rollout.response_ids, scores, rollout.token_logps)]
         items = self.select(items)
         device = next(policy.parameters()).device
-        if self.updates_per_round > 1:  # the policy moves within the round: freeze π_old now
+        if self.uses_ratio and self.updates_per_round > 1:  # the policy moves within the round: freeze π_old now
             for item, logps in zip(items, self.token_pass(items, lambda b: self.logps(policy, b), device)):
                 item.old_logps = logps
         if self.config.beta > 0 or self.needs_reference():

@@ -1,12 +1,14 @@
 """PPO for RLHF (Ouyang et al. 2022, stage 3; Ziegler et al. 2019): a critic, GAE, and a per-token KL penalty to the
 frozen reference in the reward, r_t = −β·KL_t (+ the reward model's score on the last token).
 
-Implementation details followed (Huang et al. 2022/2023, "The N Implementation Details of RLHF with PPO"): log-probs
-at the sampling temperature; the score on the EOS/last token and the KL penalty on every token; k1 KL by default;
-a penalty for responses that never reach EOS (`--missing-eos-penalty`); reward-model scores normalized with the
-training statistics (`bridle rm`); optional score clipping and reward whitening; advantages whitened per round;
-clipped value loss; several epochs over shuffled mini-batches per round; adaptive KL controller (Ziegler eq. 2);
-value model optionally initialized from the reward model (`--value-model`).
+Implementation details (Huang et al., "The N Implementation Details of RLHF with PPO", ICLR 2024 blog track, and
+"The N+ Implementation Details of RLHF with PPO: A Case Study on TL;DR Summarization", 2024; docs/methods/ppo.md
+lists them one by one): log-probs at the sampling temperature; the score on the last token and the KL penalty on
+every token; k1 KL by default; a penalty for responses that never reach EOS (`--missing-eos-penalty`); reward-model
+scores normalized with the training statistics (`bridle rm`); score clipping (±10 by default, ours) and optional
+reward whitening; advantages whitened over the round; clipped value loss; several epochs over shuffled mini-batches
+per round; adaptive KL controller (Ziegler eq. 2); value model optionally initialized from the reward model
+(`--value-model`, its head rescaled to the normalized reward scale).
 """
 
 from __future__ import annotations
@@ -22,11 +24,15 @@ from bridle import objectives
 from bridle.config import option
 from bridle.engine import StepOutput
 from bridle.errors import ConfigError
+from bridle.feedback import RewardModel
 from bridle.methods.base import method
 from bridle.methods.experience import Experience, response_logps, to_response
 from bridle.methods.online import OnlineConfig, OnlineMethod
 from bridle.methods.runner import build_causal_lm, lora_settings
-from bridle.models.reward import apply_reward_lora, init_score_head, load_reward_model
+from bridle.models import unwrap
+from bridle.models.loading import enable_checkpointing
+from bridle.models.lora import add_adapter, use_adapter
+from bridle.models.reward import apply_reward_lora, load_reward_model
 from bridle.objectives.kl_control import KLController
 from bridle.ops import gae, kl_penalty, whiten
 
@@ -39,8 +45,9 @@ class PPOConfig(OnlineConfig):
     kl_horizon: int = option(10000, "adaptive KL horizon (responses), Ziegler et al. 2019")
     update_epochs: int = option(4, "passes over each round's responses (PPO epochs)")
     prompts_per_rollout: int = option(16, "prompts sampled per round")
-    critic: str = option("separate", "value model: its own model, or a value head on the policy's trunk",
-                         ("separate", "shared"))
+    critic: str = option("separate", "value model: its own model; a value head on the policy's trunk; or (with "
+                                     "--lora) a second LoRA adapter on the policy's base", ("separate", "shared",
+                                                                                           "adapter"))
     value_model: str = option("", "weights the separate critic starts from (e.g. the `bridle rm` model dir, as "
                                   "InstructGPT does); empty = the policy's")
     vf_coef: float = option(0.1, "weight of the value loss")
@@ -51,32 +58,47 @@ class PPOConfig(OnlineConfig):
     whiten_rewards: bool = option(False, "whiten per-token rewards across the round before GAE")
 
 
-class PolicyAndValue(nn.Module):
-    """What PPO trains: the policy and a scalar value head, either on the policy's own trunk (`critic` None) or on
-    a separate critic model (a sequence-classification model: body + `score` head)."""
+CRITIC_ADAPTER = "critic"
 
-    def __init__(self, policy: nn.Module, value_head: nn.Linear | None = None, critic: nn.Module | None = None
-                 ) -> None:
+
+class PolicyAndValue(nn.Module):
+    """What PPO trains: the policy and a scalar value function, which is one of
+    - a value head on the policy's own trunk (`value_head`; one forward pass gives log-probs and values);
+    - a value head on a second LoRA adapter of the policy's base (`value_head` + `critic_adapter`; base held once);
+    - a separate critic model (`critic`: a sequence-classification model, body + `score` head)."""
+
+    def __init__(self, policy: nn.Module, value_head: nn.Linear | None = None, critic: nn.Module | None = None,
+                 critic_adapter: str | None = None) -> None:
         super().__init__()
         if (value_head is None) == (critic is None):
-            raise ValueError("give exactly one of value_head (shared trunk) or critic (separate model)")
-        self.policy, self.value_head, self.critic = policy, value_head, critic
+            raise ValueError("give exactly one of value_head (shared trunk / adapter) or critic (separate model)")
+        self.policy, self.value_head, self.critic, self.critic_adapter = policy, value_head, critic, critic_adapter
+
+    @property
+    def shares_forward(self) -> bool:
+        """Whether values come from the policy's own forward pass (pass its hidden states to `values`)."""
+        return self.critic is None and self.critic_adapter is None
 
     def values(self, batch: dict[str, Any], hidden: Tensor | None = None) -> Tensor:
         """(B, R) values V(s_t) of the state each response token is sampled from. Shared trunk: `hidden` is the
         policy's decoder state at those positions (from the same forward pass)."""
-        if self.critic is None:
+        if self.shares_forward:
             if hidden is None:
                 raise ValueError("a shared-trunk value head needs the policy's hidden states")
             return to_response(self.value_head(hidden).squeeze(-1).float(), batch["response_mask"])
-        from bridle.models import unwrap
-
+        if self.critic_adapter is not None:
+            with use_adapter(self.policy, self.critic_adapter):
+                return self._head_values(self.policy.get_decoder(), self.value_head, batch)
         base = unwrap(self.critic)
-        body = getattr(base, base.base_model_prefix)
+        return self._head_values(getattr(base, base.base_model_prefix), base.score, batch)
+
+    @staticmethod
+    def _head_values(body: nn.Module, head: nn.Module, batch: dict[str, Any]) -> Tensor:
+        """head(decoder state) at the positions that predict response tokens (the LM head never runs)."""
         states = body(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                       use_cache=False).last_hidden_state[:, :-1]
         selected = states[batch["labels"][:, 1:] != -100]
-        return to_response(base.score(selected).squeeze(-1).float(), batch["response_mask"])
+        return to_response(head(selected).squeeze(-1).float(), batch["response_mask"])
 
 
 @method("ppo")
@@ -91,27 +113,53 @@ class PPO(OnlineMethod):
         super().check_config()
         if self.config.beta < 0 or self.config.kl_target < 0:
             raise ConfigError("--beta and --kl-target must be >= 0.")
+        if self.config.kl_target > 0 and self.config.beta == 0:
+            raise ConfigError("--kl-target adapts β from its start value, which is 0 (--beta 0): give --beta > 0.")
 
     def build_model(self) -> nn.Module:
         c = self.config
+        if c.critic == "adapter" and not c.lora:
+            raise ConfigError("--critic adapter puts the critic on a second LoRA adapter: it needs --lora.")
         policy = build_causal_lm(c)
-        if c.critic == "shared":
+        if c.critic in ("shared", "adapter"):
             hidden = policy.get_output_embeddings().in_features
             head = nn.Linear(hidden, 1)
             nn.init.normal_(head.weight, std=1.0 / (hidden + 1) ** 0.5)
             nn.init.zeros_(head.bias)
-            return PolicyAndValue(policy, value_head=head)
-        critic = load_reward_model(c.value_model or c.model, dtype=c.model_dtype,
-                                   pad_token_id=self.tokenizer.pad_token_id, init_head=not c.value_model,
-                                   gradient_checkpointing=c.gradient_checkpointing)
-        if not c.value_model:
-            init_score_head(critic)
+            if c.critic == "shared":
+                return PolicyAndValue(policy, value_head=head)
+            add_adapter(policy, CRITIC_ADAPTER, lora_settings(c))
+            return PolicyAndValue(policy, value_head=head, critic_adapter=CRITIC_ADAPTER)
+        critic = self._load_critic()
         if critic.config.vocab_size != policy.config.vocab_size:
             raise ConfigError(f"--value-model {c.value_model} has a vocabulary of {critic.config.vocab_size} tokens "
                               f"but the policy has {policy.config.vocab_size}; the critic must share its tokenizer.")
         if c.lora:
             critic = apply_reward_lora(critic, lora_settings(c))
         return PolicyAndValue(policy, critic=critic)
+
+    def _load_critic(self) -> nn.Module:
+        """The separate critic: the policy's weights with a new head, or `--value-model` (a `bridle rm` dir, full
+        or LoRA). A reward model's head is rescaled with its reward_stats.json when rewards are normalized, so the
+        critic starts out predicting scores on the scale its targets use."""
+        c = self.config
+        if not c.value_model:
+            return load_reward_model(c.model, dtype=c.model_dtype, pad_token_id=self.tokenizer.pad_token_id,
+                                     init_head=True, gradient_checkpointing=c.gradient_checkpointing)
+        reward_model = RewardModel.load(c.value_model, dtype=c.model_dtype)
+        critic = reward_model.model
+        stats = reward_model.stats
+        if c.normalize_reward and stats:
+            with torch.no_grad():
+                std = max(float(stats["std"]), 1e-8)
+                critic.score.weight.div_(std)
+                if critic.score.bias is None:
+                    critic.score.bias = nn.Parameter(torch.zeros(1, dtype=critic.score.weight.dtype))
+                critic.score.bias.sub_(float(stats["mean"])).div_(std)
+        critic.config.pad_token_id = self.tokenizer.pad_token_id
+        if c.gradient_checkpointing:
+            enable_checkpointing(critic)
+        return critic
 
     def policy_of(self, model: nn.Module) -> nn.Module:
         return model.policy
@@ -122,7 +170,7 @@ class PPO(OnlineMethod):
         self.kl = KLController(c.beta, c.kl_target or None, c.kl_horizon)
 
     def _values(self, model: PolicyAndValue, batch: dict[str, Any]) -> Tensor:
-        if model.critic is None:
+        if model.shares_forward:
             _, selected = response_logps(model.policy, batch, temperature=self.temperature, return_hidden=True)
             return model.values(batch, selected.hidden)
         return model.values(batch)
@@ -168,7 +216,7 @@ class PPO(OnlineMethod):
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
         c = self.config
-        shared = model.critic is None
+        shared = model.shares_forward
         logps, selected = response_logps(model.policy, batch, temperature=self.temperature, return_hidden=shared)
         values = model.values(batch, selected.hidden) if shared else model.values(batch)
         mask = batch["response_mask"]
@@ -181,6 +229,9 @@ class PPO(OnlineMethod):
         return StepOutput(policy_loss + c.vf_coef * value_loss, metrics)
 
     def save(self, model: nn.Module, out_dir: Path) -> Path:
+        if model.critic_adapter is not None:  # training is over: the saved policy is the policy adapter alone
+            model.policy.delete_adapter(model.critic_adapter)
+            model.critic_adapter = None
         return super().save(model.policy, out_dir)
 
     def state_dict(self) -> dict[str, Any]:

@@ -35,6 +35,7 @@ class RAFT(OnlineMethod):
     Config = RAFTConfig
     summary = "RAFT: sample n per prompt, keep the best by reward, fine-tune on them (SFT), repeat"
     config: RAFTConfig
+    uses_ratio = False
 
     def check_config(self) -> None:
         if not 1 <= self.config.keep <= self.config.num_samples:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,23 +32,51 @@ class LoraSettings:
     target_modules: str | list[str] = "all-linear"
 
 
+def lora_config(settings: LoraSettings, *, task_type: str = "CAUSAL_LM", modules_to_save: list[str] | None = None
+                ) -> Any:
+    from peft import LoraConfig
+
+    return LoraConfig(task_type=task_type, r=settings.r, lora_alpha=settings.alpha, lora_dropout=settings.dropout,
+                      target_modules=settings.target_modules, modules_to_save=modules_to_save)
+
+
+def add_adapter(model: PeftModel, name: str, settings: LoraSettings) -> None:
+    """A second, independently trained LoRA adapter on the same base (e.g. PPO's critic): the base is held once.
+    Every adapter stays trainable; `use_adapter` picks which one a forward pass runs through."""
+    model.add_adapter(name, lora_config(settings))
+    _train_all_adapters(model)
+
+
+def _train_all_adapters(model: PeftModel) -> None:
+    for param_name, param in model.named_parameters():
+        if "lora_" in param_name:
+            param.requires_grad_(True)
+
+
+@contextlib.contextmanager
+def use_adapter(model: PeftModel, name: str) -> Iterator[None]:
+    """Run forward passes through adapter `name`, then switch back. peft's `set_adapter` freezes the other
+    adapters; both keep training here, since each forward's graph records which adapter it used."""
+    previous = model.active_adapter
+    model.set_adapter(name)
+    _train_all_adapters(model)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)
+        _train_all_adapters(model)
+
+
 def apply_lora(model: PreTrainedModel, settings: LoraSettings, *, task_type: str = "CAUSAL_LM",
                modules_to_save: list[str] | None = None) -> PeftModel:
     """Wrap `model` in LoRA adapters; only adapter weights (and `modules_to_save`, trained in full) train; at init
     the output is unchanged (B=0)."""
-    from peft import LoraConfig, get_peft_model  # imported here: peft adds ~6 s to every `bridle` start
+    from peft import get_peft_model  # imported here: peft adds ~6 s to every `bridle` start
 
     if is_peft(model):
         raise ModelError("The model already has LoRA adapters; load the base model (or the merged one) "
                          "instead.")
-    config = LoraConfig(
-        task_type=task_type,
-        r=settings.r,
-        lora_alpha=settings.alpha,
-        lora_dropout=settings.dropout,
-        target_modules=settings.target_modules,
-        modules_to_save=modules_to_save,
-    )
+    config = lora_config(settings, task_type=task_type, modules_to_save=modules_to_save)
     if is_checkpointing(model):
         # Frozen embeddings give checkpointed blocks inputs without grad; adapters would get no gradient.
         model.enable_input_require_grads()
