@@ -61,7 +61,7 @@ def check_outputs(out: Path, steps: int, *, kl: bool = True) -> list[dict]:
             "rollout/response_length", "rollout/finished", "epoch", "lr", "tokens_per_s"}
     for row in train:
         assert keys <= row.keys(), keys - row.keys()
-        assert ("kl/ref" in row) == kl
+        assert bool({"kl/ref", "kl/ref_per_token"} & row.keys()) == kl  # GRPO logs its (token-mean) KL per token
         assert 0 <= row["rollout/response_length"] <= 6 and row["rollout/entropy"] > 0
     evals = [r for r in rows if "eval/reward/mean" in r]
     assert len(evals) == 1 and "eval/response_length" in evals[0]  # greedy answers to the held-out prompts
@@ -99,7 +99,7 @@ def test_grpo_with_lora_saves_an_adapter_and_uses_the_disabled_adapter_as_refere
     assert main(args) == 0
     assert (out / "model" / "adapter_config.json").is_file()
     train = [r for r in records(out) if "loss" in r]
-    assert train[0]["kl/ref"] == pytest.approx(0.0, abs=1e-6)  # the adapter starts as a no-op
+    assert train[0]["kl/ref_per_token"] == pytest.approx(0.0, abs=1e-6)  # the adapter starts as a no-op
     assert "reward/letters" in train[0]
 
 
@@ -123,7 +123,8 @@ def test_ppo_with_a_reward_model_as_reward_and_value_model(tiny_model_dir, promp
                  "4", "--prompts-per-rollout", "4", "--batch-size", "2", "--update-epochs", "1")
     assert main(args) == 0
     rows = [r for r in records(out) if "loss" in r]
-    assert rows[0]["reward/model"] != 0.0 and rows[0]["reward/score"] == pytest.approx(rows[0]["reward/mean"])
+    assert rows[0]["reward/rm"] != 0.0  # the source is named after the `bridle rm` run (rm/model)
+    assert rows[0]["reward/score"] == pytest.approx(rows[0]["reward/mean"])
     assert rows[0]["value/rollout_mean"] != 0.0  # the critic starts from the reward model's head, not zeros
     AutoModelForCausalLM.from_pretrained(out / "model")
 
