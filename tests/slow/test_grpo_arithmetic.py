@@ -39,6 +39,6 @@ def test_grpo_raises_held_out_exact_match_on_arithmetic(tmp_path):
           f"{before['eval/response_length']:.1f} -> {after['eval/response_length']:.1f}; curve "
           f"{[round(r['eval/reward/math_exact_match'], 3) for r in curve]}; train reward first/last round "
           f"{train_rows[0]['reward/mean']:.3f}/{train_rows[-1]['reward/mean']:.3f}; "
-          f"kl/ref last {train_rows[-1].get('kl/ref', 0):.4f}")
+          f"kl/ref_per_token last {train_rows[-1].get('kl/ref_per_token', 0):.4f}")
     assert (out / "reward.png").is_file() and (out / "kl.png").is_file() and (out / "entropy.png").is_file()
     assert after["eval/reward/math_exact_match"] > before["eval/reward/math_exact_match"]
