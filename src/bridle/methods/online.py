@@ -24,7 +24,7 @@ from bridle.config import TrainConfig, option
 from bridle.data.prompts import PromptRow, load_prompt_dataset
 from bridle.engine import StepOutput
 from bridle.errors import ConfigError
-from bridle.feedback import Sample, build_reward
+from bridle.feedback import CombinedReward, Sample, build_reward
 from bridle.methods.base import Method
 from bridle.methods.experience import Experience, collate_experience, per_token_pass, response_logps
 from bridle.methods.splits import split_eval
@@ -75,9 +75,7 @@ class OnlineMethod(Method):
     # -- data ---------------------------------------------------------------------------------------------------
     def build_datasets(self) -> tuple[list[PromptRow], list[PromptRow], str]:
         self.check_config()
-        # built now so a bad --reward fails before any model loads (reward models themselves load on first use)
-        self.reward = build_reward(self.config.reward, missing_eos_penalty=self.config.missing_eos_penalty,
-                                   normalize=self.config.normalize_reward)
+        self.reward = self._build_reward()  # now, so a bad --reward fails before any model loads
         rows, report = load_prompt_dataset(self.config.data, on_bad_row=self.config.on_bad_row)
         lines = [f"train {report}"]
         if self.config.eval_data:
@@ -100,14 +98,19 @@ class OnlineMethod(Method):
             if getattr(c, key) < 1:
                 raise ConfigError(f"key {key!r} must be >= 1; got {getattr(c, key)}.")
         per_step = c.batch_size * c.grad_accum
-        if c.save_every and self.buffer_size() % per_step == 0 and c.save_every % self.updates_per_round:
-            raise ConfigError(f"--save-every {c.save_every} would checkpoint in the middle of a round of "
-                              f"{self.updates_per_round} updates, whose sampled responses are not saved; use a "
-                              f"multiple of {self.updates_per_round} so a resumed run continues exactly.")
         if self.buffer_size() % per_step:
             raise ConfigError(f"each round yields {self.buffer_size()} responses to train on, which does not split "
                               f"into optimizer steps of batch_size × grad_accum = {per_step}. Change "
                               "--prompts-per-rollout, --num-samples, --batch-size or --grad-accum.")
+        if c.save_every and c.save_every % self.updates_per_round:
+            raise ConfigError(f"--save-every {c.save_every} would checkpoint in the middle of a round of "
+                              f"{self.updates_per_round} updates, whose sampled responses are not saved; use a "
+                              f"multiple of {self.updates_per_round} so a resumed run continues exactly.")
+
+    def _build_reward(self) -> CombinedReward:
+        """The reward sources of --reward (reward models load on first use)."""
+        return build_reward(self.config.reward, missing_eos_penalty=self.config.missing_eos_penalty,
+                            normalize=self.config.normalize_reward)
 
     def buffer_size(self) -> int:
         """Responses trained on per round."""
@@ -126,8 +129,7 @@ class OnlineMethod(Method):
     def before_training(self, model: nn.Module, train_items: Sequence[Any], eval_items: Sequence[Any]) -> None:
         self.prompts, self.eval_rows = list(train_items), list(eval_items)
         if getattr(self, "reward", None) is None:  # callers that skip build_datasets (programmatic use, tests)
-            self.reward = build_reward(self.config.reward, missing_eos_penalty=self.config.missing_eos_penalty,
-                                       normalize=self.config.normalize_reward)
+            self.reward = self._build_reward()
         self.reference = self._build_reference(self.policy_of(model))
         self._buffer: list[Experience] = []
         self._buffer_round = -1
