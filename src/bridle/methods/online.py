@@ -199,8 +199,7 @@ class OnlineMethod(Method):
         items = self.select(items)
         device = next(policy.parameters()).device
         if self.uses_ratio and self.updates_per_round > 1:  # the policy moves within the round: freeze π_old now
-            for item, logps in zip(items, self.token_pass(items, lambda b: self.logps(policy, b), device)):
-                item.old_logps = logps
+            self.freeze_old(model, items, device)
         if self.config.beta > 0 or self.needs_reference():
             for item, logps in zip(items, self.token_pass(items, lambda b: self.reference_logps(policy, b), device)):
                 item.ref_logps = logps
@@ -228,6 +227,12 @@ class OnlineMethod(Method):
         """`fn(batch) -> (B, R)` over a round's items without grad, one (r,) tensor per item."""
         return per_token_pass(items, fn, pad_id=self.tokenizer.pad_token_id, batch_size=self.config.batch_size,
                               device=device)
+
+    def freeze_old(self, model: nn.Module, items: Sequence[Experience], device: torch.device) -> None:
+        """Set each item's π_old log-probs from one no-grad pass of the current policy."""
+        policy = self.policy_of(model)
+        for item, logps in zip(items, self.token_pass(items, lambda b: self.logps(policy, b), device)):
+            item.old_logps = logps
 
     def logps(self, policy: nn.Module, batch: dict[str, Any]) -> Tensor:
         was_training = policy.training

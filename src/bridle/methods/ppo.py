@@ -13,6 +13,8 @@ per round; adaptive KL controller (Ziegler eq. 2); value model optionally initia
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +61,16 @@ class PPOConfig(OnlineConfig):
 
 
 CRITIC_ADAPTER = "critic"
+
+
+@contextlib.contextmanager
+def evaluation_mode(model: nn.Module) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 class PolicyAndValue(nn.Module):
@@ -175,13 +187,25 @@ class PPO(OnlineMethod):
             return model.values(batch, selected.hidden)
         return model.values(batch)
 
+    def freeze_old(self, model: nn.Module, items: Sequence[Experience], device: torch.device) -> None:
+        """A value head on the policy's trunk reads the same forward pass as π_old: one pass sets both."""
+        if not model.shares_forward:
+            return super().freeze_old(model, items, device)
+
+        def logps_and_values(batch: dict[str, Any]) -> Tensor:
+            logps, selected = response_logps(model.policy, batch, temperature=self.temperature, return_hidden=True)
+            return torch.stack([logps, model.values(batch, selected.hidden)], dim=-1)
+
+        with evaluation_mode(model):
+            for item, both in zip(items, self.token_pass(items, logps_and_values, device)):
+                item.old_logps, item.old_values = both[:, 0], both[:, 1]
+
     def advantages(self, model: nn.Module, items: list[Experience]) -> dict[str, Any]:
         c = self.config
-        device = next(model.parameters()).device
-        was_training = model.training
-        model.eval()
-        values = self.token_pass(items, lambda b: self._values(model, b), device)
-        model.train(was_training)
+        values = [item.old_values for item in items]
+        if any(v is None for v in values):  # not already read in the π_old pass
+            with evaluation_mode(model):
+                values = self.token_pass(items, lambda b: self._values(model, b), next(model.parameters()).device)
         coef = self.kl.coef
         kl_sums, scores = [], []
         rewards = []

@@ -253,3 +253,20 @@ def test_make_experience_freezes_old_and_reference_logps_that_match_the_sampling
     assert single.updates_per_round == 1 and single.reference is None
     items, _ = single.make_experience(model, 0)
     assert all(e.old_logps is None and e.ref_logps is None for e in items)  # one update: ratio from the step itself
+
+
+def test_ppo_shared_critic_reads_old_logps_and_values_from_one_pass_equal_to_separate_passes(ppo_setup):
+    method, model = ppo_setup(critic="shared", beta=0.1, update_epochs=2, max_new_tokens=4)
+    items, _ = method.make_experience(model, 0)
+    model.eval()
+    batch = collate_experience(items, pad_id=0)
+    logps = method.logps(model.policy, batch)
+    values = method._values(model, batch)
+    for i, e in enumerate(items):
+        torch.testing.assert_close(e.old_logps, logps[i, :e.length], rtol=0, atol=1e-5)
+        torch.testing.assert_close(e.old_values, values[i, :e.length], rtol=0, atol=1e-5)
+    # the advantages step reuses the values read in the π_old pass instead of running the trunk again
+    calls = {"n": 0}
+    model.policy.get_decoder().register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
+    method.advantages(model, items)
+    assert calls["n"] == 0
