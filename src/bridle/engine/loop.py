@@ -124,13 +124,13 @@ class Engine:
             items, sums = self.objective.step_items(self.accelerator.unwrap_model(self.model), step)
             size = self.config.batch_size
             batches = [self.objective.collate(items[i:i + size]) for i in range(0, len(items), size)]
+            if not items:
+                raise RuntimeError(f"step {step}: the online objective gave no items to train on")
         else:
             first = step * self.config.grad_accum
             batches = [self.objective.collate([self.train_items[i] for i in self.plan.indices(m)])
                        for m in range(first, first + self.config.grad_accum)]
         batches = [b for b in batches if b["weight"] > 0]
-        if not batches:
-            raise RuntimeError(f"step {step}: no micro-batch has anything to train on")
         weights = torch.tensor([float(b["weight"]) for b in batches], device=self.accelerator.device)
         total = self.accelerator.reduce(weights.sum(), reduction="sum").clamp(min=1e-8)
         scale = self.accelerator.num_processes / total  # DDP averages gradients over processes
