@@ -137,7 +137,7 @@ class OnlineMethod(Method):
 
     def _build_reference(self, policy: nn.Module) -> nn.Module | None:
         """None when no KL term is used or when LoRA's adapter-disabled base serves as the reference."""
-        if self.config.beta == 0 and not self.needs_reference():
+        if self.config.beta == 0:
             return None
         if self.config.reference_model:
             reference = load_causal_lm(self.config.reference_model, dtype=self.config.model_dtype)
@@ -147,9 +147,6 @@ class OnlineMethod(Method):
             reference = copy.deepcopy(unwrap(policy))
         reference.requires_grad_(False)
         return reference.eval()
-
-    def needs_reference(self) -> bool:
-        return False
 
     def sampling(self, *, evaluation: bool = False) -> SamplingSettings:
         c = self.config
@@ -200,7 +197,7 @@ class OnlineMethod(Method):
         device = next(policy.parameters()).device
         if self.uses_ratio and self.updates_per_round > 1:  # the policy moves within the round: freeze π_old now
             self.freeze_old(model, items, device)
-        if self.config.beta > 0 or self.needs_reference():
+        if self.config.beta > 0:
             for item, logps in zip(items, self.token_pass(items, lambda b: self.reference_logps(policy, b), device)):
                 item.ref_logps = logps
         metrics.update(self.advantages(model, items))
