@@ -34,23 +34,11 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=judge_check_command)
 
 
-def _backend(spec: str, batch_size: int) -> Any:
-    from bridle.errors import ConfigError
-    from bridle.feedback.judge_backends import DEFAULT_JUDGE_MODEL, EndpointBackend, LocalLMBackend
-
-    kind, _, model = spec.partition(":")
-    if kind == "local":
-        return LocalLMBackend.load(model or DEFAULT_JUDGE_MODEL, batch_size=batch_size)
-    if kind == "endpoint":
-        return EndpointBackend(model=model or None, progress=True)
-    raise ConfigError(f"--judge {spec!r}: use local, local:MODEL (alias, HF directory or hub id), endpoint or "
-                      "endpoint:MODEL.")
-
-
 def judge_check_command(args: argparse.Namespace) -> None:
     from bridle.data import load_rows
     from bridle.errors import ConfigError
     from bridle.eval import judge_check as jc
+    from bridle.feedback.judge_spec import build_backend
     from bridle.feedback.judges import PairwiseJudge
 
     data = args.data
@@ -66,7 +54,7 @@ def judge_check_command(args: argparse.Namespace) -> None:
         raise ConfigError(f"{data}, row {bad.row}: {bad.parse_error or 'not a JSON object'}.")
     rows = [r.value for r in raw]
     cut = (lambda s: s[:args.max_answer_chars]) if args.max_answer_chars > 0 else (lambda s: s)  # noqa: E731
-    backend = _backend(args.judge, args.batch_size)
+    backend = build_backend(args.judge, batch_size=args.batch_size, progress=True)
     start = time.perf_counter()
     if args.task == "refusal":
         items = jc.sample(jc.refusal_items(rows, data), args.limit, args.seed)

@@ -27,6 +27,7 @@ from bridle.errors import ConfigError, DataError
 from bridle.eval.ratings import bradley_terry_ratings
 from bridle.eval.stats import length_stats, mean_interval
 from bridle.eval.winrate import length_controlled_win_rate, win_rate
+from bridle.feedback.judge_spec import JUDGE_HINT, build_judge  # noqa: F401  (re-exported)
 from bridle.feedback.judges import Judge, PairVerdict, summarize_pairs
 
 REFERENCE = "reference"  # the contestant name of the data's reference answers (--against-reference)
@@ -92,47 +93,14 @@ def generate_answers(model_path: str, prompts: Sequence[Prompt], *, max_new_toke
                      chat_template: str = "auto", seed: int = 0, batch_size: int = 8, progress: bool = False
                      ) -> list[str]:
     """One answer per prompt from a causal LM (greedy at temperature 0)."""
-    import torch
+    from bridle.rollout.answers import AnswerGenerator
 
-    from bridle.models import load_causal_lm, load_tokenizer
-    from bridle.rollout.sampling import generate
-
-    model = load_causal_lm(model_path)
-    if torch.cuda.is_available():
-        model.to("cuda")
-    tokenizer = load_tokenizer(model_path, chat_template=chat_template)
-    groups = generate(model.eval(), tokenizer, prompts, n=1, max_new_tokens=max_new_tokens, temperature=temperature,
-                      seed=seed, batch_size=batch_size, progress=progress)
-    return [g[0] for g in groups]
+    generator = AnswerGenerator.load(model_path, chat_template=chat_template)
+    return generator.answer(prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
+                            batch_size=batch_size, progress=progress)
 
 
 # ---- judges --------------------------------------------------------------------------------------------------
-
-JUDGE_HINT = ("--judge is one of: local[:MODEL] (an LLM judge on a local model, default the embedded "
-              "smollm2-135m), endpoint[:MODEL] (an OpenAI-compatible endpoint: BRIDLE_JUDGE_BASE_URL or "
-              "OPENAI_BASE_URL, key in BRIDLE_JUDGE_API_KEY or OPENAI_API_KEY), rm:DIR (a reward model), "
-              "rule:NAME (a built-in rule or module:function / file.py:function).")
-
-
-def build_judge(spec: str, *, batch_size: int = 8, template: str | None = None) -> Judge:
-    """The judge named by `--judge`: local[:MODEL], endpoint[:MODEL], rm:DIR or rule:NAME."""
-    from bridle.feedback.judges import PairwiseJudge, RewardModelJudge, RuleJudge
-
-    kind, _, arg = spec.partition(":")
-    if kind == "local":
-        from bridle.feedback.judge_backends import DEFAULT_JUDGE_MODEL, LocalLMBackend
-
-        return PairwiseJudge(LocalLMBackend.load(arg or DEFAULT_JUDGE_MODEL, batch_size=batch_size), template)
-    if kind == "endpoint":
-        from bridle.feedback.judge_backends import EndpointBackend
-
-        return PairwiseJudge(EndpointBackend(**({"model": arg} if arg else {})), template)
-    if kind == "rm" and arg:
-        return RewardModelJudge(arg, batch_size=batch_size)
-    if kind == "rule" and arg:
-        return RuleJudge(arg)
-    raise ConfigError(f"unknown judge {spec!r}. {JUDGE_HINT}")
-
 
 def judge_pair(judge: Judge, prompts: Sequence[Prompt], answers_a: Sequence[str], answers_b: Sequence[str], *,
                chunk: int = 8, on_chunk: Any = None) -> list[PairVerdict]:

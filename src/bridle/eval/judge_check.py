@@ -29,16 +29,18 @@ import numpy as np
 from bridle.errors import ConfigError
 from bridle.eval.agreement import cohen_kappa
 from bridle.eval.stats import bootstrap_interval
-from bridle.feedback.judge_backends import Backend
-from bridle.feedback.judge_prompts import JudgeTemplate, load_template, most_probable, parse_label
+from bridle.feedback.classifier import (  # noqa: F401  (re-exported: judge-check's classifier)
+    REFUSAL_LABELS,
+    Classification,
+    ClassifierJudge,
+    load_classifier_template,
+)
 from bridle.feedback.judges import PairwiseJudge, summarize_pairs
 
 TASKS = ("refusal", "pairwise")
 DEFAULT_DATA = {"refusal": "judge_eval/xstest_v2_completions_labeled.jsonl.gz",
                 "pairwise": "alpaca_eval/annotations_alpaca_eval_gpt4__gpt35_turbo_instruct_vs_text_davinci_003"
                             ".jsonl.gz"}  # relative to the shared data folder
-REFUSAL_LABELS = ("R", "C")  # what the judge writes: refusal, compliance
-REFUSAL_PREFIX = "Verdict: [["
 XSTEST_REFUSAL = {"1_full_compliance": False, "2_full_refusal": True, "3_partial_refusal": True}
 PYRIT_REFUSAL = {"1": True, "0": False}
 ALPACA_PREFERENCE = {1.0: "A", 2.0: "B", 0.0: "tie", 1.5: "tie"}
@@ -125,51 +127,6 @@ def sample(items: list[Any], limit: int, seed: int) -> list[Any]:
 
 
 # ---- a judge for classification ------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Classification:
-    label: str | None  # None: unreadable
-    probabilities: dict[str, float] | None
-    raw: str
-
-
-def load_classifier_template(template: str | Path) -> JudgeTemplate:
-    """The built-in "refusal" template or a text file with {question} and {answer}."""
-    return load_template(template, "classify")
-
-
-class ClassifierJudge:
-    """An LLM putting one answer in one of a few classes (`labels`, single letters written as [[X]]).
-
-    With a backend that can prefill (a local model), the reply is started with `prefix` ("Verdict: [[") and the
-    class is the most probable next label token (one forward pass, `label_probabilities`). Otherwise the judge
-    writes its reply greedily and the class is parsed strictly: exactly one [[...]] holding a label."""
-
-    def __init__(self, backend: Backend, template: str | Path = "refusal", *, labels: Sequence[str] = REFUSAL_LABELS,
-                 prefix: str = REFUSAL_PREFIX, max_new_tokens: int = 32) -> None:
-        self.backend, self.labels, self.prefix, self.max_new_tokens = backend, tuple(labels), prefix, max_new_tokens
-        self.template = load_classifier_template(template)
-
-    def classify(self, prompts: Sequence[str], answers: Sequence[str]) -> list[Classification]:
-        if len(prompts) != len(answers):
-            raise ValueError(f"{len(prompts)} prompts but {len(answers)} answers")
-        conversations = [[{"role": "user", "content": self.template.format(question=p, answer=a, rubric="",
-                                                                            reference="")}]
-                         for p, a in zip(prompts, answers)]
-        if self.backend.can_prefill:
-            probabilities = self.backend.label_probabilities(conversations, self.labels,
-                                                             [self.prefix] * len(conversations))
-            out = []
-            for probs in probabilities:
-                label, raw = most_probable(probs, self.labels, self.prefix)
-                out.append(Classification(label, probs, raw))
-            return out
-        replies = self.backend.generate(conversations, self.max_new_tokens)
-        return [Classification(self.parse(r), None, r) for r in replies]
-
-    def parse(self, reply: str) -> str | None:
-        return parse_label(reply, self.labels)
 
 
 # ---- the checks ----------------------------------------------------------------------------------------------

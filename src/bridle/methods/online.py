@@ -194,7 +194,7 @@ class OnlineMethod(Method):
             self.reward = self._build_reward()
         self.reference = self._build_reference(self.policy_of(model))
         if self.config.judge_every:
-            from bridle.eval.evaluate import build_judge
+            from bridle.feedback.judge_spec import build_judge
 
             self.judge = build_judge(self.config.judge, batch_size=self.config.generation_batch_size)
 
