@@ -18,6 +18,10 @@ TOOL_COMMANDS.append("bridle.cli.data_commands")  # make-arithmetic
 TOOL_COMMANDS.append("bridle.cli.preview")  # preview
 TOOL_COMMANDS.append("bridle.cli.judge_commands")  # judge-check
 TOOL_COMMANDS.append("bridle.cli.eval_commands")  # eval
+TOOL_COMMANDS.append("bridle.cli.rlaif_commands")  # rlaif
+TOOL_COMMANDS.append("bridle.cli.constitute_commands")  # constitute
+TOOL_COMMANDS.append("bridle.cli.redteam_commands")  # redteam
+TOOL_COMMANDS.append("bridle.cli.curate_commands")  # curate
 
 
 def build_parser() -> argparse.ArgumentParser:
