@@ -23,3 +23,11 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from bridle.models import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_judge_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Endpoint judges' answers are cached on disk; tests keep theirs out of ~/.cache."""
+    import os
+
+    os.environ["BRIDLE_JUDGE_CACHE"] = str(tmp_path_factory.mktemp("judge-cache"))

@@ -90,28 +90,84 @@ def align_generations(path: str | Path, prompts: Sequence[Prompt]) -> list[str]:
 
 
 def generate_answers(model_path: str, prompts: Sequence[Prompt], *, max_new_tokens: int, temperature: float = 0.0,
-                     chat_template: str = "auto", seed: int = 0, batch_size: int = 8, progress: bool = False
-                     ) -> list[str]:
-    """One answer per prompt from a causal LM (greedy at temperature 0)."""
+                     chat_template: str = "auto", seed: int = 0, batch_size: int = 8, progress: bool = False,
+                     journal: Any = None, name: str = "model") -> list[str]:
+    """One answer per prompt from a causal LM (greedy at temperature 0), in chunks of `batch_size` prompts, chunk
+    k sampled with seed + k. With a `journal` (generations.jsonl rows), answers of `name` already there are kept
+    and each new one is written as its chunk finishes, so a killed run resumes and ends as an uninterrupted one."""
+    from bridle.engine.logging import task_progress
     from bridle.rollout.answers import AnswerGenerator
 
-    generator = AnswerGenerator.load(model_path, chat_template=chat_template)
-    return generator.answer(prompts, max_new_tokens=max_new_tokens, temperature=temperature, seed=seed,
-                            batch_size=batch_size, progress=progress)
+    done: dict[int, str] = {}
+    if journal is not None:
+        for row in journal:
+            i = row["prompt_index"]
+            if row["model"] == name and i < len(prompts):
+                if prompt_key(row["prompt"]) != prompt_key(prompts[i]):
+                    raise DataError(f"row for {name}, prompt {i} answers another prompt ({str(row['prompt'])[:60]!r});"
+                                    " the prompts changed since this output dir was written.", source=str(journal.path),
+                                    hint="Pass --overwrite, or another --output-dir.")
+                done[i] = row["output"]
+    if len(done) < len(prompts):
+        generator = AnswerGenerator.load(model_path, chat_template=chat_template)
+        with task_progress(f"answers of {name}", len(prompts), show=progress) as bar:
+            bar.advance(bar.task_ids[0], len(done))
+            for chunk, start in enumerate(range(0, len(prompts), batch_size)):
+                idx = [i for i in range(start, min(len(prompts), start + batch_size))]
+                if all(i in done for i in idx):
+                    continue
+                outputs = generator.answer([prompts[i] for i in idx], max_new_tokens=max_new_tokens,
+                                           temperature=temperature, seed=seed + chunk, batch_size=batch_size)
+                for i, output in zip(idx, outputs):
+                    if i not in done:
+                        done[i] = output
+                        if journal is not None:
+                            journal.write({"prompt_index": i, "model": name, "prompt": prompts[i], "output": output})
+                        bar.advance(bar.task_ids[0], 1)
+    return [done[i] for i in range(len(prompts))]
 
 
 # ---- judges --------------------------------------------------------------------------------------------------
 
 def judge_pair(judge: Judge, prompts: Sequence[Prompt], answers_a: Sequence[str], answers_b: Sequence[str], *,
-               chunk: int = 8, on_chunk: Any = None) -> list[PairVerdict]:
-    """`judge.compare` over the prompts in chunks of `chunk` (for a progress bar: `on_chunk(n)` after each)."""
-    verdicts: list[PairVerdict] = []
-    for start in range(0, len(prompts), chunk):
-        stop = start + chunk
-        verdicts += judge.compare(prompts[start:stop], answers_a[start:stop], answers_b[start:stop])
+               references: Sequence[str] | None = None, chunk: int = 8, on_chunk: Any = None,
+               done: Mapping[int, PairVerdict] | None = None, on_verdict: Any = None) -> list[PairVerdict]:
+    """`judge.compare` over the prompts in chunks of `chunk` (for a progress bar: `on_chunk(n)` after each).
+    Prompts in `done` (index → verdict, from an earlier run) are not judged again; `on_verdict(i, verdict)` is
+    called for each new verdict as soon as its chunk is judged (to write it to disk)."""
+    done = done or {}
+    verdicts: dict[int, PairVerdict] = dict(done)
+    todo = [i for i in range(len(prompts)) if i not in done]
+    if on_chunk is not None and len(done):
+        on_chunk(len(prompts) - len(todo))
+    for start in range(0, len(todo), chunk):
+        idx = todo[start:start + chunk]
+        refs = [references[i] for i in idx] if references is not None else None
+        found = judge.compare([prompts[i] for i in idx], [answers_a[i] for i in idx], [answers_b[i] for i in idx],
+                              **({"references": refs} if refs is not None else {}))
+        for i, verdict in zip(idx, found):
+            verdicts[i] = verdict
+            if on_verdict is not None:
+                on_verdict(i, verdict)
         if on_chunk is not None:
-            on_chunk(len(prompts[start:stop]))
-    return verdicts
+            on_chunk(len(idx))
+    return [verdicts[i] for i in range(len(prompts))]
+
+
+def verdict_row(i: int, a: str, b: str, v: PairVerdict) -> dict[str, Any]:
+    """One line of verdicts.jsonl: the verdict of models a (answers_a) and b on prompt i."""
+    return {"prompt_index": i, "model_a": a, "model_b": b, "winner": v.winner,
+            "winner_model": {"A": a, "B": b}.get(v.winner or "", v.winner),
+            "outcome": OUTCOME.get(v.winner) if v.winner else None, "verdicts": list(v.verdicts),
+            "position_consistent": v.position_consistent, "probabilities": list(v.probabilities),
+            "raw": list(v.raw), "rationales": list(v.rationales)}
+
+
+def verdict_from_row(row: Mapping[str, Any]) -> PairVerdict:
+    """The `PairVerdict` a verdicts.jsonl line was written from (to resume a run)."""
+    raw = tuple(row.get("raw") or ())
+    return PairVerdict(row["winner"], tuple(row["verdicts"]), row["position_consistent"],
+                       tuple(row.get("probabilities") or ()), raw, tuple(row.get("rationales") or ("",) * len(raw)))
 
 
 # ---- the report ----------------------------------------------------------------------------------------------
@@ -153,9 +209,16 @@ def pair_report(model_a: str, model_b: str, verdicts: Sequence[PairVerdict], len
 
 
 def evaluate(prompts: Sequence[Prompt], answers: Mapping[str, Sequence[str]], judge: Judge, *,
-             reward_model: Any = None, resamples: int = 1000, seed: int = 0, judge_chunk: int = 8,
-             progress: bool = False) -> Evaluation:
-    """Judge every pair of models (in the order of `answers`) on every prompt; see the module docstring."""
+             reward_model: Any = None, references: Sequence[str] | None = None,
+             log_ratios: Mapping[str, Sequence[float]] | None = None, log_ratio_note: str = "",
+             resamples: int = 1000, seed: int = 0, judge_chunk: int = 8, progress: bool = False,
+             verdict_journal: Any = None) -> Evaluation:
+    """Judge every pair of models (in the order of `answers`) on every prompt; see the module docstring.
+
+    `references`: reference answers shown to the judge (templates with {reference}; rule judges' reference
+    column). `log_ratios`: per model, its sequence log-ratios to a reference model (`bridle.eval.kl`), reported
+    as mean with interval. `verdict_journal`: a `Journal` of verdicts.jsonl rows; pairs already in it are not
+    judged again and new ones are written to it as they are made."""
     from bridle.engine.logging import task_progress
 
     names = list(answers)
@@ -167,18 +230,22 @@ def evaluate(prompts: Sequence[Prompt], answers: Mapping[str, Sequence[str]], ju
     pair_reports, battles = [], []
     with task_progress("judging", len(pairs) * len(prompts), show=progress) as bar:
         for a, b in pairs:
-            verdicts = judge_pair(judge, prompts, answers[a], answers[b], chunk=judge_chunk,
-                                  on_chunk=lambda n: bar.advance(bar.task_ids[0], n))
+            done = {}
+            if verdict_journal is not None:
+                done = {r["prompt_index"]: verdict_from_row(r) for r in verdict_journal
+                        if (r["model_a"], r["model_b"]) == (a, b) and r["prompt_index"] < len(prompts)}
+
+            def write(i: int, v: PairVerdict, a: str = a, b: str = b) -> None:
+                if verdict_journal is not None:
+                    verdict_journal.write(verdict_row(i, a, b, v))
+
+            verdicts = judge_pair(judge, prompts, answers[a], answers[b], references=references, chunk=judge_chunk,
+                                  on_chunk=lambda n: bar.advance(bar.task_ids[0], n), done=done, on_verdict=write)
             pair_reports.append(pair_report(a, b, verdicts, lengths[a], lengths[b], resamples=resamples, seed=seed))
             for i, v in enumerate(verdicts):
-                outcome = OUTCOME.get(v.winner) if v.winner else None
-                verdict_rows.append({"prompt_index": i, "model_a": a, "model_b": b, "winner": v.winner,
-                                     "winner_model": {"A": a, "B": b}.get(v.winner or "", v.winner),
-                                     "outcome": outcome, "verdicts": list(v.verdicts),
-                                     "position_consistent": v.position_consistent,
-                                     "probabilities": list(v.probabilities), "raw": list(v.raw)})
-                if outcome is not None:
-                    battles.append((a, b, outcome))
+                verdict_rows.append(verdict_row(i, a, b, v))
+                if v.winner is not None:
+                    battles.append((a, b, OUTCOME[v.winner]))
     scores: dict[str, list[float]] = {}
     if reward_model is not None:
         for name in names:
@@ -192,28 +259,38 @@ def evaluate(prompts: Sequence[Prompt], answers: Mapping[str, Sequence[str]], ju
         if name in scores:
             m = mean_interval(scores[name], resamples=resamples, seed=seed)
             entry["reward"] = {"mean": _number(m.mean), "interval": _interval(m.interval), "n": m.n}
+        if log_ratios and name in log_ratios:
+            m = mean_interval(list(log_ratios[name]), resamples=resamples, seed=seed)
+            entry["kl_to_reference"] = {"mean": _number(m.mean), "interval": _interval(m.interval), "n": m.n,
+                                        "estimator": log_ratio_note}
         models[name] = entry
     report: dict[str, Any] = {"prompts": len(prompts), "models": models, "pairs": pair_reports,
                               "judge": getattr(judge, "name", type(judge).__name__), "resamples": resamples,
-                              "seed": seed}
+                              "seed": seed, "judge_saw_references": references is not None}
     if len(names) >= 3:
         ratings = bradley_terry_ratings(battles, models=names, resamples=resamples, seed=seed)
         report["ratings"] = {"battles": ratings.battles, "confidence": ratings.confidence,
                              "elo": {n: _number(ratings.ratings[n]) for n in names},
                              "intervals": {n: _interval(ratings.intervals[n]) for n in names}}
     generation_rows = [{"prompt_index": i, "model": name, "prompt": p, "output": answers[name][i],
-                        **({"reward": scores[name][i]} if name in scores else {})}
+                        **({"reward": scores[name][i]} if name in scores else {}),
+                        **({"log_ratio": log_ratios[name][i]} if log_ratios and name in log_ratios else {})}
                        for name in names for i, p in enumerate(prompts)]
     return Evaluation(report, generation_rows, verdict_rows)
 
 
 def write_evaluation(evaluation: Evaluation, output_dir: str | Path) -> Path:
-    """report.json, generations.jsonl and verdicts.jsonl in `output_dir`."""
+    """report.json, generations.jsonl and verdicts.jsonl in `output_dir`, each replaced whole (written beside, then
+    renamed), so a kill leaves either the old file or the new one."""
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "report.json").write_text(json.dumps(evaluation.report, indent=1, ensure_ascii=False) + "\n")
+    texts = {"report.json": json.dumps(evaluation.report, indent=1, ensure_ascii=False) + "\n"}
     for name, rows in (("generations", evaluation.generations), ("verdicts", evaluation.verdicts)):
-        (out / f"{name}.jsonl").write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+        texts[f"{name}.jsonl"] = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    for name, text in texts.items():
+        partial = out / f".{name}.partial"
+        partial.write_text(text, encoding="utf-8")
+        partial.replace(out / name)
     return out
 
 
@@ -244,16 +321,17 @@ def print_report(report: Mapping[str, Any], console: Any) -> None:
             ratings.add_row(name, f"{elo:.0f}", "—" if low is None else f"[{low:.0f}, {high:.0f}]")
         console.print(ratings)
     models = Table(title="answers")
-    has_reward = any("reward" in m for m in report["models"].values())
-    for col in ("model", "mean chars", "median", "p90") + (("reward", "95% CI") if has_reward else ()):
+    extras = [(key, title) for key, title in (("reward", "reward"), ("kl_to_reference", "KL to ref."))
+              if any(key in m for m in report["models"].values())]
+    for col in ("model", "mean chars", "median", "p90") + tuple(c for _, t in extras for c in (t, "95% CI")):
         models.add_column(col, justify="left" if col == "model" else "right")
     for name, m in report["models"].items():
         length = m["length_chars"]
         row = [name, f"{length['mean']:.1f}", f"{length['median']:.0f}", f"{length['p90']:.0f}"]
-        if has_reward:
-            reward = m.get("reward", {"mean": None, "interval": [None, None]})
-            low, high = reward["interval"]
-            row += ["—" if reward["mean"] is None else f"{reward['mean']:.3f}",
+        for key, _ in extras:
+            value = m.get(key, {"mean": None, "interval": [None, None]})
+            low, high = value["interval"]
+            row += ["—" if value["mean"] is None else f"{value['mean']:.3f}",
                     "—" if low is None else f"[{low:.3f}, {high:.3f}]"]
         models.add_row(*row)
     console.print(models)

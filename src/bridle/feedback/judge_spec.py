@@ -6,10 +6,14 @@
     rule:NAME          a verifier: a built-in name, module:function or file.py:function
 
 `build_backend` gives the LLM backend alone (for classifiers and graders); `build_judge` a pairwise `Judge`.
+An endpoint's answers are cached on disk (`judge_cache_dir()`, keyed by the whole request: model, prompt, settings),
+so rerunning a command costs no requests and an interrupted one asks only for the rest.
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 from bridle.errors import ConfigError
@@ -26,8 +30,16 @@ def is_llm_spec(spec: str) -> bool:
     return spec.partition(":")[0] in LLM_KINDS
 
 
-def build_backend(spec: str, *, batch_size: int = 8, progress: bool = False) -> Any:
-    """The LLM backend of a local[:MODEL] or endpoint[:MODEL] spec."""
+def judge_cache_dir() -> Path:
+    """$BRIDLE_JUDGE_CACHE, else judge-cache/ in Bridle's cache folder (beside the converted embedded models)."""
+    from bridle.models.embedded import cache_dir
+
+    return Path(os.environ.get("BRIDLE_JUDGE_CACHE") or cache_dir() / "judge-cache")
+
+
+def build_backend(spec: str, *, batch_size: int = 8, progress: bool = False, cache: bool = True) -> Any:
+    """The LLM backend of a local[:MODEL] or endpoint[:MODEL] spec; an endpoint's answers cached unless `cache` is
+    False (a local judge is deterministic and needs no cache)."""
     kind, _, arg = spec.partition(":")
     if kind == "local":
         from bridle.feedback.judge_backends import DEFAULT_JUDGE_MODEL, LocalLMBackend
@@ -36,7 +48,7 @@ def build_backend(spec: str, *, batch_size: int = 8, progress: bool = False) -> 
     if kind == "endpoint":
         from bridle.feedback.judge_backends import EndpointBackend
 
-        return EndpointBackend(model=arg or None, progress=progress)
+        return EndpointBackend(model=arg or None, progress=progress, cache_dir=judge_cache_dir() if cache else None)
     raise ConfigError(f"judge {spec!r} is not an LLM judge: use local, local:MODEL (alias, HF directory or hub id), "
                       "endpoint or endpoint:MODEL.")
 
