@@ -64,6 +64,13 @@ class TrainConfig:
     log_every: int = option(10, "log metrics every N optimizer steps")
     eval_every: int = option(0, "evaluate every N steps (0 = only at the end, when there is eval data)")
     eval_on_start: bool = option(False, "evaluate once before the first step (a baseline for the eval curve)")
+    stop_when: str = option("", "stop before the step budget when a metric crosses a bound: comma-separated "
+                            "METRIC OP NUMBER, e.g. \"eval/reward>=0.8, kl>6\" (kl = kl/ref, reward = reward/mean)")
+    patience: int = option(0, "stop when --patience-metric has not improved for this many evaluations (0 = off; "
+                           "needs --eval-every and eval data)")
+    patience_metric: str = option("eval/loss", "the eval metric --patience watches")
+    patience_mode: str = option("auto", "whether --patience-metric should go down (min) or up (max); auto: min for "
+                                "losses and KL, max otherwise", ("auto", "min", "max"))
     save_every: int = option(0, "write a resumable checkpoint every N steps (0 = only the final model)")
     keep_checkpoints: int = option(2, "how many resumable checkpoints to keep")
     resume: str = option("no", "continue the run in --output-dir from its newest checkpoint: yes (a bare --resume), "

@@ -37,6 +37,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "eval_fraction": (0, 1, True),
     "lora_dropout": (0, 1, True),
     "lora_alpha": (0, None, False),
+    "patience": (0, None, False),
 }
 
 
@@ -68,6 +69,17 @@ def problems_of(config: Any) -> list[str]:
         problems.append(f"--max-steps must be >= 1, or -1 to take the steps from --epochs; got {max_steps}.")
     elif max_steps == -1 and getattr(config, "epochs", 1) == 0:
         problems.append("--epochs 0 trains nothing: set --epochs > 0 or --max-steps >= 1.")
+    stop_when = getattr(config, "stop_when", "")
+    if stop_when:
+        from bridle.engine.stopping import parse_stop_when
+
+        try:
+            parse_stop_when(stop_when)
+        except ConfigError as e:
+            problems.append(str(e))
+    if getattr(config, "patience", 0) > 0 and not getattr(config, "eval_every", 0):
+        problems.append("--patience counts evaluations, but --eval-every is 0 (evaluate only at the end): set "
+                        "--eval-every N (and eval data) or --patience 0.")
     output_dir = getattr(config, "output_dir", "")
     if output_dir:
         problem = unwritable(Path(output_dir))

@@ -265,3 +265,15 @@ def test_judge_every_without_a_judge_is_a_user_error(tiny_model_dir, prompts, le
                  "--judge-every", "1", *SHAPE)
     assert main(args) == 2
     assert "--judge-every needs --judge" in capsys.readouterr().err
+
+
+def test_stop_when_ends_an_online_run_between_rounds(tiny_model_dir, prompts, letters_reward, tmp_path):
+    # Step 1's policy is the reference, so kl/ref is 0 there; it grows after the first update. A bound of 0 on it
+    # stops the run at the first step whose round was sampled from an updated policy: step 2, not the 4 planned.
+    out = tmp_path / "grpo"
+    assert main(flags("grpo", tiny_model_dir, prompts, out, "--reward", letters_reward, "--max-steps", "4",
+                      "--lr", "1e-2", "--stop-when", "kl>0")) == 0
+    run = json.loads((out / "run.json").read_text())
+    kls = [r["kl/ref_per_token"] for r in records(out) if "kl/ref_per_token" in r]  # GRPO's KL is per token
+    assert kls[0] == 0 and kls[-1] > 0 and len(kls) == run["steps"] == 2
+    assert run["planned_steps"] == 4 and run["stopped_by"].startswith("stop_when kl>0: kl/ref_per_token=")

@@ -26,6 +26,7 @@ from bridle.engine.checkpoint import load_checkpoint, save_checkpoint
 from bridle.engine.logging import RunLog, console, format_metrics, parse_trackers
 from bridle.engine.rundir import math_config, resumable_checkpoint, run_fingerprint
 from bridle.engine.schedule import make_scheduler
+from bridle.engine.stopping import Stopping
 from bridle.errors import BridleError
 
 FAULT_ENV = "BRIDLE_FAULT_KILL_AT_STEP"  # test hook: SIGKILL this process right after that optimizer step
@@ -78,6 +79,7 @@ class TrainResult:
     eval_metrics: dict[str, float]
     tokens_per_second: float
     seconds: float
+    stopped_by: str | None = None  # the stop condition that ended the run before its step budget
 
 
 def _to_float(value: Tensor | float) -> float:
@@ -123,6 +125,9 @@ class Engine:
         self.step = 0  # optimizer steps done
         self.nonfinite_steps, self._nonfinite_in_a_row = 0, 0  # steps skipped for a NaN/inf loss or gradient
         self.run_tokens, self.run_seconds = 0, 0.0  # over this process's optimizer steps
+        self.stopping = Stopping(config.stop_when, patience=config.patience, patience_metric=config.patience_metric,
+                                 patience_mode=config.patience_mode)
+        self.stopped_by: str | None = None
 
     def _total_steps(self) -> int:
         if self.config.max_steps > 0:
@@ -139,7 +144,8 @@ class Engine:
 
     @property
     def finished(self) -> bool:
-        return self.step >= self.total_steps
+        """The step budget is spent, or a stop condition (--stop-when, --patience) ended the run early."""
+        return self.step >= self.total_steps or self.stopped_by is not None
 
     # -- one optimizer step ------------------------------------------------------------------------------------
     def micro_batches(self, step: int) -> list[dict[str, Any]]:
@@ -244,11 +250,17 @@ class Engine:
             metrics["tokens_per_s"] = self._window_tokens / max(now - self._window_start, 1e-9)
             log.log(done, metrics)
             self._window_tokens, self._window_start = 0, time.perf_counter()
+        evaluated = None
         if config.eval_every and done % config.eval_every == 0 and done != self.total_steps:
-            self.eval_metrics = self.evaluate()
+            self.eval_metrics = evaluated = self.evaluate()
             if self.eval_metrics:
                 log.log(done, self.eval_metrics)
-        if config.save_every and done % config.save_every == 0 and done != self.total_steps:
+        self.stopped_by = self.stopping.check(metrics, evaluated)
+        if self.stopped_by is not None:
+            if done % config.log_every and done != self.total_steps:  # the step that stopped it is in metrics.jsonl
+                log.log(done, metrics)
+            log.info(f"stopping at step {done}/{self.total_steps}: {self.stopped_by}")
+        if config.save_every and done % config.save_every == 0 and done != self.total_steps and not self.finished:
             self.save_checkpoint()
         if self._kill_at and done == self._kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
@@ -264,7 +276,8 @@ class Engine:
         if acc.is_main_process:
             state: dict[str, Any] = {"total_steps": self.total_steps, "fingerprint": self.fingerprint,
                                      "config": math_config(self.config, self.method_name),
-                                     "nonfinite": [self.nonfinite_steps, self._nonfinite_in_a_row]}
+                                     "nonfinite": [self.nonfinite_steps, self._nonfinite_in_a_row],
+                                     "stopping": self.stopping.state_dict()}
             if hasattr(self.objective, "state_dict"):
                 state["objective"] = self.objective.state_dict()
             save_checkpoint(self.checkpoint_dir, step=self.step, model=self.unwrapped_model,
@@ -298,6 +311,7 @@ class Engine:
         if "objective" in state and hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(state["objective"])
         self.nonfinite_steps, self._nonfinite_in_a_row = state.get("nonfinite", (0, 0))  # skips count on
+        self.stopping.load_state_dict(state.get("stopping", {}))  # patience counts on
         return found
 
     @torch.no_grad()
@@ -350,13 +364,15 @@ class Engine:
                 self.objective.train(self, start)
             else:
                 for step in range(start, self.total_steps):
+                    if self.finished:
+                        break
                     epoch = (step + 1) * config.grad_accum / self.plan.per_epoch  # passes over the data so far
                     metrics, tokens = self.optimizer_step(self.micro_batches(step), {"epoch": epoch})
                     self.after_step(metrics, tokens)
             self.eval_metrics = self.evaluate()
             if self.eval_metrics:
-                self._log.log(self.total_steps, self.eval_metrics)
+                self._log.log(self.step, self.eval_metrics)
                 self._log.info(format_metrics(self.eval_metrics))
         acc.end_training()
-        return TrainResult(self.total_steps, self.train_metrics, self.eval_metrics,
-                           self.run_tokens / max(self.run_seconds, 1e-9), self.run_seconds)
+        return TrainResult(self.step, self.train_metrics, self.eval_metrics,
+                           self.run_tokens / max(self.run_seconds, 1e-9), self.run_seconds, self.stopped_by)

@@ -86,8 +86,10 @@ def _train(method_cls: type[Method], config: TrainConfig, fingerprint: str) -> T
     final = method.save(trained, out / "model")
     run_info.update(method.finish(trained, final))
     run_info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), steps=result.steps,
+                    planned_steps=engine.total_steps, stopped_by=result.stopped_by,
                     train_metrics=result.train_metrics, eval_metrics=result.eval_metrics,
                     tokens_per_second=result.tokens_per_second, train_seconds=result.seconds)
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
-    console.print(f"saved model to {final}  ({result.steps} steps, {result.tokens_per_second:,.0f} tokens/s)")
+    stopped = f", stopped early: {result.stopped_by}" if result.stopped_by else ""
+    console.print(f"saved model to {final}  ({result.steps} steps, {result.tokens_per_second:,.0f} tokens/s{stopped})")
     return result
