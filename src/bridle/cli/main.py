@@ -24,6 +24,7 @@ TOOL_COMMANDS.append("bridle.cli.redteam_commands")  # redteam
 TOOL_COMMANDS.append("bridle.cli.curate_commands")  # curate
 TOOL_COMMANDS.append("bridle.cli.recipe_commands")  # run (recipes)
 TOOL_COMMANDS.append("bridle.cli.report_commands")  # report
+TOOL_COMMANDS.append("bridle.cli.quickstart_commands")  # quickstart
 TOOL_COMMANDS.append("bridle.cli.label_commands")  # label serve / add-annotator / export
 
 

@@ -140,7 +140,7 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         for journal in (generations, verdicts):
             if journal is not None:
                 journal.close()
-    evaluation.report.update(data=args.data, judge=args.judge,
+    evaluation.report.update(data=args.data, judge=args.judge, reward_model=args.reward_model or None,
                              kl_reference=args.kl_reference or None)
     ev.print_report(evaluation.report, stdout_console)
     if out is not None:
