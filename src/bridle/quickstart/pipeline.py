@@ -91,7 +91,7 @@ def run_quickstart(output_dir: str | Path = "runs/quickstart", *, model: str = "
 
     root = Path(output_dir)
     settings = PROFILES[profile]
-    data = write_data(root / "data", held_out=settings.held_out, seed=seed)
+    data = {k: v.resolve() for k, v in write_data(root / "data", held_out=settings.held_out, seed=seed).items()}
     path = root / "recipe.yaml"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("# Written by `bridle quickstart`; rerun it with `bridle run " + str(path) + "`.\n"

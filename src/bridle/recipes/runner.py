@@ -1,6 +1,9 @@
 """Running a recipe: each stage in order, into <output_dir>/<stage>/, skipped when it already ran with the same
 config and inputs.
 
+A relative path in a stage's keys that names a file or folder beside the recipe file is read from there (so the
+shipped examples run from any working directory); anything else (a model alias, a hub id) is passed as written.
+
 A stage's fingerprint covers what it computes from: its kind and target, its keys with references resolved, and the
 fingerprint of each input (an earlier stage's fingerprint for `${stage.output}`, a file's bytes, a directory's file
 list with sizes and times). lineage.json in the stage's directory records it with the inputs, versions and status.
@@ -78,9 +81,14 @@ class RecipeRun:
                                    "fingerprint": self.fingerprints[ref_stage.strip()]})
                     return str(path)
                 filled = REFERENCE.sub(sub, value)
-                if filled == value and (Path(value).expanduser().is_file() or Path(value).expanduser().is_dir()):
-                    inputs.append({"key": key, "name": value, "path": str(Path(value).expanduser().resolve()),
-                                   "fingerprint": path_fingerprint(Path(value).expanduser())})
+                if filled == value:
+                    beside = self.recipe.path.parent / value
+                    if not Path(value).expanduser().is_absolute() and value and beside.exists():
+                        filled = str(beside.resolve())  # a relative path is read beside the recipe file
+                    local = Path(filled).expanduser()
+                    if local.is_file() or local.is_dir():
+                        inputs.append({"key": key, "name": value, "path": str(local.resolve()),
+                                       "fingerprint": path_fingerprint(local)})
                 return filled
             if isinstance(value, list):
                 return [fill(v, key) for v in value]
