@@ -223,3 +223,22 @@ def test_judge_check_with_an_endpoint_judge(tmp_path, endpoint, capsys):
         stub.close()
     report = json.loads(out.read_text())
     assert stub.count == 4 and report["accuracy"] == 1.0 and report["unparsed"] == 0
+
+
+def test_human_verdicts_are_reported_beside_the_judges_win_rate(setup, tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    a.write_text("".join(json.dumps({"prompt": p, "output": "longer answer"}) + "\n" for p in PROMPTS))
+    b.write_text("".join(json.dumps({"prompt": p, "output": "short"}) + "\n" for p in PROMPTS))
+    human = tmp_path / "human.jsonl"
+    # People compared a and b five times, one row written the other way round: a won 3, tied 1, lost 1.
+    rows = [("a", "b", 1.0), ("a", "b", 1.0), ("b", "a", 0.0), ("a", "b", 0.5), ("b", "a", 1.0), ("x", "y", 1.0)]
+    human.write_text("".join(json.dumps({"model_a": x, "model_b": y, "outcome": o, "prompt": "q"}) + "\n"
+                             for x, y, o in rows))
+    out = tmp_path / "out"
+    assert main(["eval", "--data", str(setup["data"]), "--generations", f"a={a}", "--generations", f"b={b}",
+                 "--judge", f"rule:{setup['rules']}:char_sum", "--human-verdicts", str(human), "--resamples", "50",
+                 "--output-dir", str(out), "--no-progress"]) == 0
+    pair = json.loads((out / "report.json").read_text())["pairs"][0]
+    assert pair["human_win_rate"] == pytest.approx((1 + 1 + 1 + 0.5 + 0) / 5) and pair["human_verdicts"] == 5
+    low, high = pair["human_win_rate_interval"]
+    assert low <= pair["human_win_rate"] <= high

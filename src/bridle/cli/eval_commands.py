@@ -43,6 +43,9 @@ def add_parser(sub: Any) -> None:
     ev.add_argument("--kl-reference", metavar="PATH",
                     help="also report each --model's sequence log-ratio to this model on its own answers (a KL "
                          "estimate at --temperature 1); same tokenizer required")
+    ev.add_argument("--human-verdicts", action="append", default=[], metavar="FILE",
+                    help="people's verdicts (`bridle label export --format verdicts`): their win rate for each pair "
+                         "of models is reported beside the judge's (repeat)")
     ev.add_argument("--output-dir", help="write report.json, generations.jsonl and verdicts.jsonl here; answers and "
                                          "verdicts are written as they are made, and a rerun resumes")
     ev.add_argument("--overwrite", action="store_true",

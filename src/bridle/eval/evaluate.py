@@ -305,12 +305,16 @@ def print_report(report: Mapping[str, Any], console: Any) -> None:
         return "—" if None in pair else f"{100 * pair[0]:.0f}–{100 * pair[1]:.0f}"
 
     pairs = Table(title=f"model a vs model b on {report['prompts']} prompts, judge {report['judge']} (rates in %)")
-    for col in ("a", "b", "win", "95% CI", "tie", "incons.", "unparsed", "LC win"):
+    human = any("human_win_rate" in p for p in report["pairs"])
+    for col in ("a", "b", "win", "95% CI", "tie", "incons.", "unparsed", "LC win") + (("people", "95% CI") if human
+                                                                                     else ()):
         pairs.add_column(col, justify="left" if col in ("a", "b") else "right")
     for p in report["pairs"]:
-        pairs.add_row(p["model_a"], p["model_b"], pct(p["win_rate"]), ci(p["win_rate_interval"]),
-                      pct(p["tie_rate"]), pct(p["position_inconsistency_rate"]), str(p["unparsed"]),
-                      pct(p["lc_win_rate"]))
+        row = [p["model_a"], p["model_b"], pct(p["win_rate"]), ci(p["win_rate_interval"]), pct(p["tie_rate"]),
+               pct(p["position_inconsistency_rate"]), str(p["unparsed"]), pct(p["lc_win_rate"])]
+        if human:
+            row += [pct(p.get("human_win_rate")), ci(p.get("human_win_rate_interval", [None, None]))]
+        pairs.add_row(*row)
     console.print(pairs)
     if "ratings" in report:
         ratings = Table(title=f"Bradley-Terry ratings (Elo scale, {report['ratings']['battles']} battles)")

@@ -140,6 +140,8 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         for journal in (generations, verdicts):
             if journal is not None:
                 journal.close()
+    if args.human_verdicts:
+        add_human_win_rates(evaluation.report, args.human_verdicts, resamples=args.resamples, seed=args.seed)
     evaluation.report.update(data=args.data, judge=args.judge, reward_model=args.reward_model or None,
                              kl_reference=args.kl_reference or None)
     ev.print_report(evaluation.report, stdout_console)
@@ -147,3 +149,27 @@ def run_eval(args: argparse.Namespace) -> dict[str, Any]:
         ev.write_evaluation(evaluation, out)
         console.print(f"wrote {out / 'report.json'}, generations.jsonl and verdicts.jsonl")
     return evaluation.report
+
+
+def add_human_win_rates(report: dict[str, Any], files: list[str], *, resamples: int, seed: int) -> None:
+    """People's win rate (from `bridle label export --format verdicts` files) beside the judge's, for each of the
+    report's pairs that people compared: `human_win_rate`, `human_win_rate_interval`, `human_verdicts`."""
+    from bridle.data.sources import load_rows
+    from bridle.errors import DataError
+    from bridle.label.export import human_win_rates
+
+    rows = []
+    for path in files:
+        for raw in load_rows(path):
+            value = raw.value
+            if not (isinstance(value, dict) and {"model_a", "model_b", "outcome"} <= set(value)):
+                raise DataError('a human verdict row needs "model_a", "model_b" and "outcome" (as `bridle label '
+                                'export --format verdicts` writes).', source=path, row=raw.row)
+            rows.append(value)
+    found = {(h["model_a"], h["model_b"]): h for h in human_win_rates(
+        rows, order=[(p["model_a"], p["model_b"]) for p in report["pairs"]], resamples=resamples, seed=seed)}
+    for pair in report["pairs"]:
+        human = found.get((pair["model_a"], pair["model_b"]))
+        if human is not None:
+            pair.update(human_win_rate=human["win_rate"], human_win_rate_interval=human["interval"],
+                        human_verdicts=human["n"])
