@@ -13,7 +13,17 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from bridle.errors import ConfigError
 
@@ -114,11 +124,19 @@ class RunLog:
             self.progress.console.print(message)
 
 
+class ItemsPerSecond(ProgressColumn):
+    """Items per second over the task's recent progress ("—" until rich has measured a rate)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("— it/s" if speed is None else f"{speed:,.2f} it/s" if speed < 10 else f"{speed:,.0f} it/s")
+
+
 def task_progress(description: str, total: int, *, show: bool = True) -> Progress:
     """A rich progress bar for tool commands (scoring, sampling) on stderr; silent when stderr is not a terminal.
     Use as `with task_progress(...) as bar: bar.advance(bar.task_ids[0], n)`."""
-    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                   TextColumn("eta"), TimeRemainingColumn(), console=console,
+    bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), ItemsPerSecond(),
+                   TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(), console=console,
                    disable=not (show and sys.stderr.isatty()))
     bar.add_task(description, total=total)
     return bar

@@ -47,3 +47,20 @@ def test_resume_reads_undecodable_bytes_as_a_garbage_line(tmp_path, capsys):
     RunLog(tmp_path, accelerator=None, total_steps=10, show_progress=False, resume_step=3)
     assert [json.loads(line)["step"] for line in path.read_text().splitlines()] == [1, 2, 3]
     assert "line 3: not a JSON object" in capsys.readouterr().err
+
+
+def test_task_progress_shows_items_per_second_once_measured():
+    import time
+
+    from rich.progress import Progress
+
+    from bridle.engine.logging import ItemsPerSecond
+
+    bar = Progress(ItemsPerSecond())
+    task = bar.add_task("x", total=10)
+    assert str(bar.columns[0].render(bar.tasks[0])) == "— it/s"
+    bar.advance(task, 1)
+    time.sleep(0.5)
+    bar.advance(task, 1)
+    rate = float(str(bar.columns[0].render(bar.tasks[0])).split()[0])
+    assert 0.5 < rate < 5  # 1 item in ~0.5 s
