@@ -325,9 +325,9 @@ class RuleJudge(Judge):
             if fn in BUILTINS:
                 fn = BUILTINS[fn]
             else:
-                from bridle.feedback.sources import FunctionSource
+                from bridle.feedback.functions import load_function
 
-                fn = FunctionSource(fn).fn
+                fn = load_function(fn)
         self.fn, self.reference_column, self.tie_margin = fn, reference_column, tie_margin
         self.name = getattr(fn, "__name__", "rule")
 

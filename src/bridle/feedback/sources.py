@@ -3,13 +3,11 @@ combined with weights, so the trainer calls one object with a batch of samples a
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
+import json
 import math
 import numbers
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,14 +17,20 @@ import torch
 
 from bridle.data.chat import Prompt
 from bridle.errors import ConfigError
+from bridle.feedback.functions import FUNCTION_HOW, load_function  # noqa: F401  (re-exported)
 from bridle.feedback.reward_model import RewardModel
 from bridle.feedback.verifiers import BUILTINS
 
-FUNCTION_HOW = ('Write a reward function as "package.module:function" (importable) or "path/to/file.py:function"; '
-                "it is called as fn(prompts=[...], completions=[...], **columns) with each dataset column as a "
-                "list, and returns one float (or None) per completion.")
 ENTRY_KINDS = ("a reward model directory (from `bridle rm`), a function \"module:function\" or "
-               f"\"file.py:function\", or a built-in: {', '.join(BUILTINS)}")
+               f"\"file.py:function\", a built-in ({', '.join(BUILTINS)}), or an LLM judge \"judge:grade\" / "
+               "\"judge:reference\"")
+JUDGE_HOW = ('A judge reward is "judge:MODE[=COLUMN][:JUDGE]": MODE "grade" scores each sample 1-10 on a rubric '
+             '(against the reference answer in COLUMN when given); MODE "reference" is the probability that the '
+             'sample beats the reference answer in COLUMN (default "output"). JUDGE is local[:MODEL] (default: '
+             "local, the embedded smollm2-135m) or endpoint[:MODEL]. Examples: judge:grade, "
+             "judge:grade=answer:endpoint:gpt-4o-mini, 0.5*judge:reference=output:local:runs/judge/model.")
+JUDGE_MODES = {"grade": None, "reference": "output"}  # mode -> its default reference column (None: no reference)
+GRADE_NEUTRAL, REFERENCE_NEUTRAL = 5.5, 0.5  # what an unreadable verdict scores: the middle of the scale
 _WEIGHTED = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*\*\s*(.+?)\s*$")
 
 
@@ -83,7 +87,7 @@ class FunctionSource:
 
     def __init__(self, spec: str) -> None:
         self.spec = spec
-        self.fn = _load_function(spec)
+        self.fn = load_function(spec)
         self.name = getattr(self.fn, "__name__", spec.rsplit(":", 1)[-1])
 
     def __call__(self, samples: Sequence[Sample]) -> list[float]:
@@ -118,6 +122,114 @@ class FunctionSource:
             else:
                 values.append(float(value))
         return values
+
+
+@dataclass(frozen=True)
+class JudgeRewardSpec:
+    """A parsed "judge:MODE[=COLUMN][:JUDGE]" entry."""
+
+    mode: str
+    column: str | None
+    judge: str
+
+
+def parse_judge_reward(entry: str) -> JudgeRewardSpec:
+    """"judge:grade", "judge:grade=answer:local:DIR", "judge:reference:endpoint:gpt-4o-mini", ... (see JUDGE_HOW)."""
+    from bridle.feedback.judge_spec import LLM_KINDS
+
+    kind, _, rest = entry.partition(":")
+    head, _, judge = rest.partition(":")
+    mode, has_column, column = head.partition("=")
+    if kind != "judge" or mode not in JUDGE_MODES or (has_column and not column):
+        raise ConfigError(f'unknown judge reward "{entry}".\n{JUDGE_HOW}')
+    judge = judge or "local"
+    if judge.partition(":")[0] not in LLM_KINDS:
+        raise ConfigError(f'judge reward "{entry}": {judge!r} is not an LLM judge. A reward model or a rule is a '
+                          f"reward entry by itself (its directory, or its name / file.py:function).\n{JUDGE_HOW}")
+    return JudgeRewardSpec(mode, column or JUDGE_MODES[mode], judge)
+
+
+class JudgeSource:
+    """Direct RLAIF (Lee et al. 2023, §2.2: the LLM's score used as the reward, no reward model trained): an LLM
+    judge scores each sample. "grade": the `RubricJudge`'s 1-10 grade. "reference": P(sample ≻ reference answer),
+    judged in both orders and averaged (`rlaif.preference`: p(win) + ½·p(tie)); a judge read from text (an
+    endpoint) gives 1 / ½ / 0 for win / tie / loss. An unreadable verdict scores the middle of the scale (5.5,
+    0.5) and is counted in `unparsed`. Verdicts are cached by (prompt, completion, reference), so a repeated sample
+    (GRPO groups at low temperature, re-evaluated greedy answers) is judged once. The judge loads on first use."""
+
+    def __init__(self, entry: str, *, batch_size: int = 8, judge: Any = None, cache_size: int = 100_000) -> None:
+        self.spec = parse_judge_reward(entry)
+        self.name = f"judge_{self.spec.mode}"
+        self.batch_size, self.cache_size, self._judge = batch_size, cache_size, judge
+        self.cache: dict[tuple[str, str, str | None], float] = {}
+        self.judged = self.unparsed = 0
+
+    @property
+    def judge(self) -> Any:
+        if self._judge is None:
+            from bridle.feedback.judge_spec import build_backend
+            from bridle.feedback.judges import PairwiseJudge, RubricJudge
+
+            backend = build_backend(self.spec.judge, batch_size=self.batch_size)
+            self._judge = RubricJudge(backend) if self.spec.mode == "grade" else PairwiseJudge(backend)
+        return self._judge
+
+    def _references(self, samples: Sequence[Sample]) -> list[str | None]:
+        column = self.spec.column
+        if column is None:
+            return [None] * len(samples)
+        values = [s.columns.get(column) for s in samples]
+        bad = next((i for i, v in enumerate(values) if not isinstance(v, str)), None)
+        if bad is not None:
+            have = sorted(samples[bad].columns)
+            raise ConfigError(f"reward {self.name}: the prompt row of sample {bad} has no text column {column!r} "
+                              f"(its columns: {', '.join(have) or 'none'}). Name the reference column, e.g. "
+                              f"judge:{self.spec.mode}={have[0] if have else 'answer'}.")
+        return values
+
+    def __call__(self, samples: Sequence[Sample]) -> list[float]:
+        references = self._references(samples)
+        keys = [(json.dumps(s.prompt, sort_keys=True, ensure_ascii=False), s.completion, r)
+                for s, r in zip(samples, references)]
+        todo = list(dict.fromkeys(k for k in keys if k not in self.cache))
+        if todo:
+            first = {k: i for i, k in reversed(list(enumerate(keys)))}  # a sample holding each key
+            prompts, answers = [samples[first[k]].prompt for k in todo], [k[1] for k in todo]
+            refs = [k[2] for k in todo]
+            values = self._grade(prompts, answers, refs) if self.spec.mode == "grade" else \
+                self._against(prompts, answers, refs)
+            if len(self.cache) + len(todo) > self.cache_size:
+                self.cache.clear()
+            self.cache.update(zip(todo, values))
+        return [self.cache[k] for k in keys]
+
+    def _grade(self, prompts: list[Prompt], answers: list[str], refs: list[str | None]) -> list[float]:
+        grades = self.judge.grade(prompts, answers, refs if self.spec.column else None)
+        return [self._count(g.score, GRADE_NEUTRAL) for g in grades]
+
+    def _against(self, prompts: list[Prompt], answers: list[str], refs: list[str | None]) -> list[float]:
+        from bridle.feedback.rlaif import preference
+
+        outcome = {"A": 1.0, "B": 0.0, "tie": 0.5}  # of the sample, for a judge read from text
+        values = []
+        for verdict in self.judge.compare(prompts, answers, refs):
+            p = preference(verdict)
+            values.append(self._count(p if p is not None else outcome.get(verdict.winner or ""), REFERENCE_NEUTRAL))
+        return values
+
+    def _count(self, value: float | None, neutral: float) -> float:
+        self.judged += 1
+        if value is None:
+            if not self.unparsed:
+                from bridle.engine.logging import console
+
+                console.print(f"warning: reward {self.name}: the judge's verdict on a sample could not be read; it "
+                              f"scores {neutral} (the middle of the scale), as will later ones. A stronger judge "
+                              "(--reward judge:...:local:MODEL or endpoint:MODEL) reads more reliably.",
+                              style="yellow", markup=False)
+            self.unparsed += 1
+            return neutral
+        return float(value)
 
 
 @dataclass
@@ -178,37 +290,11 @@ def build_reward(spec: str, *, missing_eos_penalty: float = 0.0, normalize: bool
 def _source(entry: str, *, normalize: bool, batch_size: int) -> RewardSource:
     if Path(entry).expanduser().is_dir():
         return RewardModelSource(Path(entry).expanduser(), normalize=normalize, batch_size=batch_size)
+    if entry.partition(":")[0] == "judge":
+        return JudgeSource(entry, batch_size=batch_size)
     if ":" in entry:
         return FunctionSource(entry)
     if entry in BUILTINS:
         return FunctionSource(f"bridle.feedback.verifiers:{entry}")
     raise ConfigError(f'unknown reward "{entry}": not an existing directory, a "module:function" / '
                       f'"file.py:function" spec, or a built-in name.\nAn entry is {ENTRY_KINDS}.')
-
-
-def _load_function(spec: str) -> Any:
-    target, sep, name = spec.rpartition(":")
-    if not sep or not target or not name:
-        raise ConfigError(f'reward function "{spec}" has no ":function" part.\n{FUNCTION_HOW}')
-    try:
-        if target.endswith(".py") or "/" in target or "\\" in target:
-            path = Path(target).expanduser()
-            if not path.is_file():
-                raise ConfigError(f'reward function "{spec}": no such file {path}.\n{FUNCTION_HOW}')
-            module_spec = importlib.util.spec_from_file_location(f"bridle_reward_{path.stem}", path)
-            if module_spec is None or module_spec.loader is None:
-                raise ImportError(f"cannot import {path} as Python")
-            module = importlib.util.module_from_spec(module_spec)
-            sys.modules[module_spec.name] = module  # so dataclasses / pickling inside the file work
-            module_spec.loader.exec_module(module)
-        else:
-            module = importlib.import_module(target)
-    except ConfigError:
-        raise
-    except Exception as e:  # ImportError, SyntaxError, or anything the module raises while importing
-        raise ConfigError(f'cannot load reward function "{spec}": {type(e).__name__}: {e}\n{FUNCTION_HOW}') from e
-    fn = getattr(module, name, None)
-    if not callable(fn):
-        what = "is not callable" if fn is not None else f"is not defined in {target}"
-        raise ConfigError(f'reward function "{spec}": "{name}" {what}.\n{FUNCTION_HOW}')
-    return fn

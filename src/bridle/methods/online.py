@@ -44,8 +44,9 @@ class OnlineConfig(TrainConfig):
     lr_schedule: str = option("constant", "learning-rate schedule after warmup", ("cosine", "linear", "constant"))
     log_every: int = option(1, "log metrics every N optimizer steps")
     reward: str = option("", "reward sources, comma-separated, each optionally weighted `w*entry`: a `bridle rm` "
-                             "output dir, `module:function` / `file.py:function`, or a built-in verifier "
-                             "(math_exact_match, format_answer_line, length_limit)")
+                             "output dir, `module:function` / `file.py:function`, a built-in verifier "
+                             "(math_exact_match, format_answer_line, length_limit), or an LLM judge "
+                             "(judge:grade, judge:reference[=COLUMN], optionally :local[:MODEL] or :endpoint[:MODEL])")
     normalize_reward: bool = option(True, "normalize reward-model scores with the statistics `bridle rm` saved")
     missing_eos_penalty: float = option(0.0, "subtracted from the reward of responses that never reach EOS / stop")
     prompts_per_rollout: int = option(8, "prompts sampled per round")
