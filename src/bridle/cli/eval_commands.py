@@ -9,7 +9,7 @@ from typing import Any
 def add_parser(sub: Any) -> None:
     ev = sub.add_parser("eval", help="compare models head to head with a judge: win rates, ratings, lengths",
                         description="Answer the prompts of --data with each --model (or read --generations), judge "
-                                    "every pair of models on every prompt, and report win rates with 95%% CIs, tie "
+                                    "every pair of models on every prompt, and report win rates with 95% CIs, tie "
                                     "and position-inconsistency rates, length-controlled win rates, Bradley-Terry "
                                     "ratings (3+ models), answer lengths and reward-model scores.")
     ev.add_argument("--model", action="append", default=[], metavar="NAME=PATH",

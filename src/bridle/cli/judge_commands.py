@@ -12,7 +12,7 @@ from typing import Any
 def add_parser(sub: Any) -> None:
     p = sub.add_parser("judge-check", help="how far can you trust a judge: agreement with labelled data, kappa, bias",
                        description="Run a judge on a labelled set and report accuracy and Cohen's kappa with "
-                                   "bootstrap 95%% intervals, the confusion matrix and unparsed verdicts; for "
+                                   "bootstrap 95% intervals, the confusion matrix and unparsed verdicts; for "
                                    "pairwise, the position bias measured by swapping the answers' order.",
                        allow_abbrev=False)
     p.add_argument("--task", required=True, choices=("refusal", "pairwise"),

@@ -11,7 +11,7 @@ def add_parser(sub: Any) -> None:
     rp = sub.add_parser("report", help="write one self-contained HTML report of a recipe, training run or eval",
                         description="Write RUN_DIR's report as one HTML file that opens without a network: per "
                                     "stage the curves of loss, reward, KL, accuracy and length, the evaluation "
-                                    "tables (win rates with 95%% intervals, rewards, KL, lengths, checks), answers "
+                                    "tables (win rates with 95% intervals, rewards, KL, lengths, checks), answers "
                                     "side by side, the lineage, and which figures are too weak to lean on. RUN_DIR "
                                     "is a recipe's run dir, a training run's --output-dir or a `bridle eval` "
                                     "--output-dir.")

@@ -18,7 +18,6 @@ the judge's verdict could be read for; unreadable verdicts are counted, never gu
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,14 +106,10 @@ def pairwise_items(rows: Sequence[Mapping[str, Any]], source: str = "data") -> t
 
 
 def default_data(task: str) -> Path | None:
-    """The task's labelled file in the shared data folder ($BRIDLE_SHARED_DATA, else ../shared/data beside the
-    working directory or beside this checkout), or None when it is not there."""
-    roots = [os.environ.get("BRIDLE_SHARED_DATA"), Path.cwd() / ".." / "shared" / "data",
-             Path(__file__).resolve().parents[3] / ".." / "shared" / "data"]
-    for root in roots:
-        if root and (Path(root) / DEFAULT_DATA[task]).is_file():
-            return (Path(root) / DEFAULT_DATA[task]).resolve()
-    return None
+    """The task's labelled file in the shared data folder (`bridle.data.shared`), or None when it is not there."""
+    from bridle.data.shared import shared_data_file
+
+    return shared_data_file(DEFAULT_DATA[task])
 
 
 def sample(items: list[Any], limit: int, seed: int) -> list[Any]:

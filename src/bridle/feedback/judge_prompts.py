@@ -23,7 +23,7 @@ TEMPLATE_FIELDS = {"pairwise": ("question", "answer_a", "answer_b", "reference",
                    "classify": ("question", "answer", "reference", "rubric")}
 REQUIRED_FIELDS = {"pairwise": ("question", "answer_a", "answer_b"), "grade": ("question", "answer"),
                    "classify": ("question", "answer")}
-BUILTIN_TEMPLATES = ("pairwise", "pairwise_reference", "grade", "grade_reference", "refusal")
+BUILTIN_TEMPLATES = ("pairwise", "pairwise_reference", "grade", "grade_reference", "refusal", "harm")
 
 
 @dataclass(frozen=True)
@@ -39,7 +39,7 @@ class JudgeTemplate:
 
 
 def load_template(template: str | Path | JudgeTemplate, kind: str) -> JudgeTemplate:
-    """A built-in template by name (pairwise, pairwise_reference, grade, grade_reference, refusal) or a text file,
+    """A built-in template by name (pairwise, pairwise_reference, grade, grade_reference, refusal, harm) or a file,
     checked for `kind` ("pairwise", "grade" or "classify"): every placeholder must be one the kind fills, and the
     required ones present."""
     if isinstance(template, JudgeTemplate):
