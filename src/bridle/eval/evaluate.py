@@ -298,11 +298,8 @@ def print_report(report: Mapping[str, Any], console: Any) -> None:
     """The report as rich tables: pairs, ratings (3+ models) and models."""
     from rich.table import Table
 
-    def pct(x: float | None) -> str:
-        return "—" if x is None else f"{100 * x:.1f}"
-
-    def ci(pair: Sequence[float | None]) -> str:
-        return "—" if None in pair else f"{100 * pair[0]:.0f}–{100 * pair[1]:.0f}"
+    from bridle.eval.format import pct
+    from bridle.eval.format import pct_interval as ci
 
     pairs = Table(title=f"model a vs model b on {report['prompts']} prompts, judge {report['judge']} (rates in %)")
     human = any("human_win_rate" in p for p in report["pairs"])

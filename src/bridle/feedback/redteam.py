@@ -412,11 +412,8 @@ def print_report(report: Mapping[str, Any], console: Any) -> None:
     """Per classifier: ASR by category and overall, then over-refusal by XSTest type and overall (rates in %)."""
     from rich.table import Table
 
-    def pct(x: float | None) -> str:
-        return "—" if x is None else f"{100 * x:.1f}"
-
-    def ci(pair: Sequence[float | None]) -> str:
-        return "—" if None in pair else f"{100 * pair[0]:.0f}–{100 * pair[1]:.0f}"
+    from bridle.eval.format import pct
+    from bridle.eval.format import pct_interval as ci
 
     for name, result in report["results"].items():
         for section, rate, groups, what in (("attack", "asr", "by_category", "attack success (ASR)"),
