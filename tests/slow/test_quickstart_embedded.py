@@ -1,5 +1,5 @@
 """The quickstart as a new user runs it: the embedded SmolLM2-135M, SFT → RM → PPO and SFT → DPO, 40 held-out
-questions. About 15 minutes on 2 CPU cores (docs/quickstart.md has a measured run). The bar: one-sentence answers
+questions. About 7 minutes on 2 idle CPU cores (docs/quickstart.md has a measured run). The bar: one-sentence answers
 rise from the base model's rate with an interval that excludes no change."""
 
 from __future__ import annotations

@@ -12,12 +12,12 @@ def add_parser(sub: Any) -> None:
                        description="Write a small dataset with a checkable preference (answer in one short "
                                    "sentence), run SFT → reward model → PPO and SFT → DPO on it, evaluate the base, "
                                    "SFT, PPO and DPO models against each other on held-out questions, and write "
-                                   "report.html. About 15 minutes on 2 CPU cores; rerunning skips what is done.",
+                                   "report.html. About 7 minutes on 2 idle CPU cores; rerunning skips what is done.",
                        allow_abbrev=False)
     p.add_argument("--output-dir", default="runs/quickstart", help="where everything goes (default: runs/quickstart)")
     p.add_argument("--model", default="smollm2-135m", help="the model to align (default: the embedded SmolLM2-135M)")
     p.add_argument("--profile", default="cpu", choices=("cpu", "tiny"),
-                   help="stage sizes: cpu (default, ~15 min on 2 cores) or tiny (seconds, for a tiny test model)")
+                   help="stage sizes: cpu (default, ~7 min on 2 idle cores) or tiny (seconds, for a tiny test model)")
     p.add_argument("--seed", type=int, default=0, help="seed of the data split, training and sampling (default: 0)")
     p.set_defaults(func=quickstart_command)
 

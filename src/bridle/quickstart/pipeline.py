@@ -26,7 +26,7 @@ CHECK = "one short sentence"
 
 @dataclass(frozen=True)
 class Profile:
-    """How big each stage is. `cpu` fits 2 CPU cores in about 15 minutes; `tiny` is for tests on a tiny model."""
+    """How big each stage is. `cpu` takes about 7 minutes on 2 idle CPU cores; `tiny` is for tests on a tiny model."""
 
     held_out: int
     sft_steps: int
