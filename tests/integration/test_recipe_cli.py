@@ -121,3 +121,16 @@ def test_an_invalid_recipe_fails_before_anything_runs(files, tmp_path, capsys):
     out = tmp_path / "out"
     assert main(["run", str(path), "--output-dir", str(out)]) == 2
     assert "no flag --judg" in capsys.readouterr().err and not out.exists()
+
+
+def test_a_stage_whose_run_finished_but_whose_lineage_did_not_is_not_trained_again(files, tmp_path):
+    out = tmp_path / "out"
+    path = recipe(files)
+    assert main(["run", str(path), "--output-dir", str(out), "--no-report"]) == 0
+    lineage = out / "sft" / "lineage.json"
+    record = json.loads(lineage.read_text())
+    lineage.write_text(json.dumps({**record, "status": "running"}))  # as if killed right after training ended
+    model_files = {p: p.stat().st_mtime_ns for p in (out / "sft" / "model").iterdir()}
+    assert main(["run", str(path), "--output-dir", str(out), "--no-report"]) == 0
+    assert state(out)["sft"] == "done"
+    assert {p: p.stat().st_mtime_ns for p in (out / "sft" / "model").iterdir()} == model_files

@@ -144,6 +144,10 @@ class RecipeRun:
             from bridle.methods.runner import run
 
             cls = METHODS[stage.target]
+            finished = _finished_run(directory)
+            if finished is not None:  # killed after the run ended but before the lineage said so
+                _say(f"{stage.name}: {directory} holds its finished run; not training again")
+                return finished.get("stopped_by")
             config = build_config(cls.Config, None, {**keys, "output_dir": str(directory), "resume": "auto"},
                                   note=print_note, owner=f"stage {stage.name} (`bridle {stage.target}`)")
             result = run(cls, config)
@@ -156,6 +160,15 @@ class RecipeRun:
             raise BridleError(f"stage {stage.name} (`bridle {' '.join(argv)}`) failed with exit code {code}; fix it "
                               f"and run the recipe again: finished stages are skipped.")
         return None
+
+
+def _finished_run(directory: Path) -> dict[str, Any] | None:
+    """run.json of a finished training run in `directory`, else None."""
+    try:
+        info = json.loads((directory / "run.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and "finished" in info else None
 
 
 def run_recipe(recipe: Recipe, *, start_from: str | None = None, report: bool | None = None) -> Path:
