@@ -126,6 +126,31 @@ def run_child_script(script: str | Path, args: list[str], work: Path, label: str
     return result
 
 
+# -- versions and the final line ------------------------------------------------------------------------------------
+VERSIONED = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "tokenizers", "bridle-lm")
+
+
+def versions() -> dict[str, str]:
+    """The installed versions of python and of every package a figure depends on (from the distributions' metadata,
+    so nothing is imported: a peer's step time can move several-fold between transformers releases, so every figure
+    carries the versions it was taken with). A package that is not installed reads "absent"."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in VERSIONED:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "absent"
+    return found
+
+
+def print_final(line: dict[str, Any]) -> None:
+    """A benchmark's one JSON line on stdout, with the `versions` it was measured with."""
+    print(json.dumps({**line, "versions": versions()}), flush=True)
+
+
 def print_result(result: dict[str, Any]) -> None:
     """A child's result, as the one line `run_child_script` reads."""
     print(RESULT + json.dumps(result), flush=True)

@@ -209,7 +209,9 @@ def main() -> int:
     line = {**base, "pairs": len(records), "log2": round(math.log(2), 6), **compare, "runs": results,
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "trl_version": trl.__version__,
             "torch_version": torch.__version__, "wall_seconds": round(time.perf_counter() - started, 1)}
-    print(json.dumps(line), flush=True)
+    from common import print_final  # the versions of every package measured go with the line
+
+    print_final(line)
     return 0
 
 

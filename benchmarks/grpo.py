@@ -380,7 +380,9 @@ def main() -> int:
             "load_avg_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)], "bridle_version": bridle.__version__,
             "trl_version": trl.__version__, "transformers_version": transformers.__version__,
             "torch_version": torch.__version__, "wall_seconds": round(time.perf_counter() - started, 1)}
-    print(json.dumps(line), flush=True)
+    from common import print_final  # the versions of every package measured go with the line
+
+    print_final(line)
     return 0
 
 

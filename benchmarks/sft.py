@@ -274,7 +274,9 @@ def main() -> int:
             "matmul_peak_gflops": round(peak_gflops, 1), **results, "trl_version": trl.__version__,
             "transformers_version": transformers.__version__, "torch_version": torch.__version__,
             "wall_seconds": round(time.perf_counter() - started, 1)}
-    print(json.dumps(line), flush=True)
+    from common import print_final  # the versions of every package measured go with the line
+
+    print_final(line)
     return 0
 
 
