@@ -7,7 +7,16 @@ from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-from transformers import AutoModelForCausalLM, LlamaConfig, PreTrainedModel, PreTrainedTokenizerFast
+from transformers import (
+    AutoModelForCausalLM,
+    AutoModelForSequenceClassification,
+    GPT2Config,
+    LlamaConfig,
+    MistralConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerFast,
+    Qwen2Config,
+)
 
 from bridle.models.atomic import atomic_directory
 
@@ -88,6 +97,36 @@ def tiny_causal_lm(
     model.generation_config.eos_token_id = EOS_ID
     model.generation_config.pad_token_id = EOS_ID
     model.generation_config.bos_token_id = None
+    return model.eval()
+
+
+TINY_ARCHITECTURES = ("llama", "qwen2", "mistral", "gpt2")
+
+
+def tiny_architecture(name: str, *, seed: int = 0, vocab_size: int = 512, reward: bool = False,
+                      attn_implementation: str = "sdpa") -> PreTrainedModel:
+    """A small random model of one of `TINY_ARCHITECTURES`, fp32, eval mode: Llama, Qwen2 (q/k/v biases), Mistral
+    and GPT-2 (absolute learned positions, not rotary). `reward`: the 1-label sequence-classification model instead
+    of the causal LM (pad id = the tiny tokenizer's). For tests that must hold across architectures."""
+    common = dict(vocab_size=vocab_size, pad_token_id=EOS_ID, eos_token_id=EOS_ID, bos_token_id=None)
+    rotary = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                  intermediate_size=128, max_position_embeddings=1024, attention_dropout=0.0)
+    configs = {
+        "llama": lambda: LlamaConfig(**common, **rotary),
+        "qwen2": lambda: Qwen2Config(**common, **rotary),
+        "mistral": lambda: MistralConfig(**common, **rotary, sliding_window=None),
+        "gpt2": lambda: GPT2Config(**common, n_embd=64, n_layer=2, n_head=4, n_positions=1024, resid_pdrop=0.0,
+                                   embd_pdrop=0.0, attn_pdrop=0.0),
+    }
+    if name not in configs:
+        raise ValueError(f"unknown tiny architecture {name!r}; one of {TINY_ARCHITECTURES}")
+    config = configs[name]()
+    if reward:
+        config.num_labels = 1
+    auto = AutoModelForSequenceClassification if reward else AutoModelForCausalLM
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = auto.from_config(config, attn_implementation=attn_implementation, dtype=torch.float32)
     return model.eval()
 
 

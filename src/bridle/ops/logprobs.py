@@ -103,6 +103,35 @@ def causal_lm_logps(model: nn.Module, input_ids: Tensor, labels: Tensor, *, atte
     return SelectedLogps(logps, mask, selected if return_hidden else None)
 
 
+def gathered_token_logps(model: nn.Module, input_ids: Tensor, sources: Tensor, targets: Tensor, *,
+                         attention_mask: Tensor | None = None, position_ids: Tensor | None = None,
+                         chunk_size: int = DEFAULT_CHUNK, temperature: float = 1.0, return_hidden: bool = False
+                         ) -> tuple[Tensor, Tensor | None]:
+    """Log-probs of `targets` (N,) each read from the state at flat index `sources` (N,) of the (B·T) positions.
+
+    For layouts where the state that predicts a token is not the one just before it in the row: in a prefix-shared
+    row [prompt, response_1, response_2] the first token of response_2 is predicted from the last prompt position,
+    so the plain causal shift of `causal_lm_logps` would read the wrong state (`bridle.data.shared_prefix`). Only
+    the N gathered states reach the LM head, in chunks, as in `causal_lm_logps`. Returns ((N,) fp32 log-probs, the
+    (N, H) states when `return_hidden`).
+    """
+    kwargs = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+              "use_cache": False}
+    if _uses_plain_head(model) and hasattr(model, "get_decoder"):
+        hidden = model.get_decoder()(**kwargs).last_hidden_state
+        selected = hidden.reshape(-1, hidden.shape[-1])[sources]
+        logps = head_token_logps(selected, model.get_output_embeddings(), targets, chunk_size=chunk_size,
+                                 temperature=temperature)
+        return logps, selected if return_hidden else None
+    out = model(**kwargs, output_hidden_states=return_hidden)
+    logits = out.logits.reshape(-1, out.logits.shape[-1])[sources]
+    logps = logits_token_logps(logits / temperature, targets)
+    if not return_hidden:
+        return logps, None
+    last = out.hidden_states[-1]
+    return logps, last.reshape(-1, last.shape[-1])[sources]
+
+
 def to_response(selected: Tensor, response_mask: Tensor) -> Tensor:
     """Values at the selected (response) positions, row-major, → (B, R) response-aligned, 0 on padding."""
     out = selected.new_zeros(response_mask.shape)
