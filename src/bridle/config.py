@@ -80,6 +80,11 @@ class TrainConfig:
                                       "in a row")
     report_to: str = option("none", "extra trackers, comma-separated: tensorboard, wandb, mlflow, or none")
     progress: bool = option(True, "show a progress bar (only on a terminal)")
+    num_processes: int = option(1, "training processes on this machine (one per GPU; on CPU they share the cores "
+                                "over gloo); each takes --batch-size examples, so the global batch is "
+                                "--batch-size × processes × --grad-accum. See docs/scaling.md")
+    accelerate_config: str = option("", "an `accelerate config` YAML (configs/accelerate/ddp.yaml, fsdp.yaml, "
+                                    "zero2.yaml, zero3.yaml) to launch with; empty = plain data parallel (DDP)")
     lora: bool = option(False, "train LoRA adapters instead of all weights")
     lora_r: int = option(16, "LoRA rank")
     lora_alpha: int = option(32, "LoRA alpha (scale = alpha / r)")

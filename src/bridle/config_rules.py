@@ -38,6 +38,7 @@ RANGES: dict[str, tuple[float | None, float | None, bool]] = {
     "lora_dropout": (0, 1, True),
     "lora_alpha": (0, None, False),
     "patience": (0, None, False),
+    "num_processes": (1, None, False),
 }
 
 

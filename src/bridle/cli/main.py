@@ -116,23 +116,41 @@ def print_note(text: str) -> None:
     print(f"bridle: {text}", file=sys.stderr)
 
 
-def train_command(args: argparse.Namespace) -> None:
+def train_command(args: argparse.Namespace) -> int:
+    from bridle.cli.launch import launch, needs_launch
     from bridle.methods.runner import run
 
     cls, config = config_from_args(args)
     if not config.data:
         raise BridleError(f"bridle {args.command}: no training data; pass --data FILE (or set data: in --config).")
+    if needs_launch(config):  # --num-processes N / --accelerate-config: the same command, in N processes
+        return launch(config, args.argv)
     run(cls, config)
+    return 0
+
+
+def quiet_unless_main() -> None:
+    """In a launch of several processes only the main one (rank 0) shows progress and notes; errors still show."""
+    from bridle.engine.distributed import process_rank
+    from bridle.engine.logging import console
+
+    if process_rank() != 0:
+        console.quiet = True
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
         args = parse_args(parser, argv)
         if not args.command:
             parser.print_help()
             return 1
-        args.func(args)
+        args.argv = argv  # what a launch of several processes runs again in each
+        quiet_unless_main()
+        status = args.func(args)
+        if isinstance(status, int) and status:
+            return status
     except BridleError as err:
         print(f"bridle: {err}".replace("\n", "\n        "), file=sys.stderr)
         return 2

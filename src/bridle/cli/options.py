@@ -54,4 +54,4 @@ def add_alias_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
 
 
 def overrides_from(namespace: argparse.Namespace) -> dict[str, Any]:
-    return {k: v for k, v in vars(namespace).items() if k not in ("command", "config", "func")}
+    return {k: v for k, v in vars(namespace).items() if k not in ("command", "config", "func", "argv")}

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from bridle.config import TrainConfig
 from bridle.engine.batches import BatchPlan, iterate_eval
 from bridle.engine.checkpoint import load_checkpoint, save_checkpoint
+from bridle.engine.distributed import reduce_sum, reduce_weighted_means, use_cpu_backend
 from bridle.engine.logging import RunLog, console, format_metrics, parse_trackers
 from bridle.engine.rundir import math_config, resumable_checkpoint, run_fingerprint
 from bridle.engine.schedule import make_scheduler
@@ -107,8 +108,11 @@ class Engine:
         # (devices, ranks) stays, the per-run state is rebuilt.
         AcceleratorState._reset_state(reset_partial_state=False)
         self.accelerator = Accelerator(
+            cpu=use_cpu_backend(),  # several processes without CUDA: torch.distributed over gloo
             mixed_precision="bf16" if config.precision == "bf16" else "no",
-            log_with=parse_trackers(config.report_to) or None, project_dir=str(self.output_dir))
+            log_with=parse_trackers(config.report_to) or None, project_dir=str(self.output_dir),
+            # one schedule step per optimizer step: by default accelerate steps it once per process
+            step_scheduler_with_optimizer=False)
         self.plan = BatchPlan(len(train_items), config.batch_size, seed=config.seed,
                               process_index=self.accelerator.process_index,
                               num_processes=self.accelerator.num_processes)
@@ -151,8 +155,16 @@ class Engine:
     def micro_batches(self, step: int) -> list[dict[str, Any]]:
         """The `grad_accum` collated micro-batches of offline step `step`, from the seeded batch plan."""
         first = step * self.config.grad_accum
-        return [self.objective.collate([self.train_items[i] for i in self.plan.indices(m)])
-                for m in range(first, first + self.config.grad_accum)]
+        return [self._collate(self.plan.indices(m)) for m in range(first, first + self.config.grad_accum)]
+
+    def _collate(self, indices: list[int]) -> dict[str, Any]:
+        """A micro-batch of these items. A process whose share of the epoch's last (partial) batch is empty gets a
+        stand-in of weight 0 instead: it still runs forward and backward, so the processes' gradient all-reduces
+        stay paired, and adds nothing to the gradient or the metrics."""
+        if indices:
+            return self.objective.collate([self.train_items[i] for i in indices])
+        batch = self.objective.collate([self.train_items[0]])
+        return {**batch, "weight": 0, "num_tokens": 0, "stand_in": True}
 
     def optimizer_step(self, batches: Sequence[dict[str, Any]], extra_metrics: dict[str, float] | None = None
                        ) -> tuple[dict[str, float], int]:
@@ -165,28 +177,30 @@ class Engine:
         Returns (metrics: `extra_metrics` plus weighted means of the loss and the objective's metrics, grad_norm,
         lr, and nonfinite_steps once a step was skipped; real tokens seen)."""
         started = time.perf_counter()
-        batches = [b for b in batches if b["weight"] > 0]
-        weights = torch.tensor([float(b["weight"]) for b in batches], device=self.accelerator.device)
-        total = self.accelerator.reduce(weights.sum(), reduction="sum").clamp(min=1e-8)
-        scale = self.accelerator.num_processes / total  # DDP averages gradients over processes
-        sums = dict(extra_metrics or {})
+        acc = self.accelerator
+        batches = self._batches_to_run(batches)
+        weights = torch.tensor([float(b["weight"]) for b in batches], device=acc.device)
+        total = acc.reduce(weights.sum(), reduction="sum").clamp(min=1e-8)  # the weight of the whole global batch
+        scale = acc.num_processes / total  # DDP averages gradients over processes: N / total undoes it
+        sums: dict[str, float] = {}  # Σ weight · value over this process's micro-batches
         tokens = 0
         finite_loss = True
         self.model.train()
         for i, batch in enumerate(batches):
-            batch = _to_device(batch, self.accelerator.device)
+            batch = _to_device(batch, acc.device)
             last = i == len(batches) - 1
-            sync = self.accelerator.no_sync(self.model) if not last else contextlib.nullcontext()
-            with sync, self.accelerator.autocast():
+            sync = acc.no_sync(self.model) if not last else contextlib.nullcontext()
+            with sync, acc.autocast():
                 out = self.objective.step(self.model, batch)
-                self.accelerator.backward(out.loss * weights[i] * scale)
-            share = float(weights[i] / weights.sum())
+                acc.backward(out.loss * weights[i] * scale)
+            weight = float(weights[i])
             loss = _to_float(out.loss)
-            finite_loss = finite_loss and math.isfinite(loss)
-            sums["loss"] = sums.get("loss", 0.0) + share * loss
-            for key, value in out.metrics.items():
-                sums[key] = sums.get(key, 0.0) + share * _to_float(value)
+            finite_loss = finite_loss and (math.isfinite(loss) or weight == 0)
+            for key, value in {"loss": loss, **out.metrics}.items():
+                sums[key] = sums.get(key, 0.0) + (weight * _to_float(value) if weight else 0.0)
             tokens += int(batch["num_tokens"])
+        tokens = int(reduce_sum(acc, tokens))  # every process's tokens: the run's throughput
+        sums = {**(extra_metrics or {}), **reduce_weighted_means(acc, sums, float(total))}
         if self.config.max_grad_norm > 0:
             norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         else:  # no clipping, but the norm is still checked (and logged)
@@ -202,6 +216,14 @@ class Engine:
         self.run_tokens += tokens
         self.run_seconds += time.perf_counter() - started
         return sums, tokens
+
+    def _batches_to_run(self, batches: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The micro-batches with weight (a batch whose loss averages over nothing adds nothing). With several
+        processes one of weight 0 is kept when a process has none, so it joins the gradient all-reduce."""
+        kept = [b for b in batches if b["weight"] > 0]
+        if not kept and batches and self.accelerator.num_processes > 1:
+            kept = [{**batches[0], "weight": 0, "num_tokens": 0}]
+        return kept
 
     def skip_nonfinite_step(self, finite_loss: bool, metrics: dict[str, float]) -> bool:
         """Whether this step must be skipped because its loss or gradient norm is NaN/inf (on any process): then
@@ -265,6 +287,11 @@ class Engine:
         if self._kill_at and done == self._kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
+    def close(self) -> None:
+        """After the run (and the final save): wait for every process, then end the distributed group."""
+        self.accelerator.wait_for_everyone()
+        self.accelerator.state.destroy_process_group()
+
     # -- checkpoints and evaluation ----------------------------------------------------------------------------
     @property
     def checkpoint_dir(self) -> Path:
@@ -277,7 +304,7 @@ class Engine:
             state: dict[str, Any] = {"total_steps": self.total_steps, "fingerprint": self.fingerprint,
                                      "config": math_config(self.config, self.method_name),
                                      "nonfinite": [self.nonfinite_steps, self._nonfinite_in_a_row],
-                                     "stopping": self.stopping.state_dict()}
+                                     "stopping": self.stopping.state_dict(), "num_processes": acc.num_processes}
             if hasattr(self.objective, "state_dict"):
                 state["objective"] = self.objective.state_dict()
             save_checkpoint(self.checkpoint_dir, step=self.step, model=self.unwrapped_model,
@@ -306,6 +333,11 @@ class Engine:
         state = load_checkpoint(found, model=self.unwrapped_model, optimizer=self.optimizer,
                                 scheduler=self.scheduler)
         self.step = int(state["step"])
+        saved_by = int(state.get("num_processes", 1))
+        if saved_by != self.accelerator.num_processes:  # the global batch, and so every step, would differ
+            raise BridleError(f"--resume: {found} was written by a run of {saved_by} processes; this one has "
+                              f"{self.accelerator.num_processes}. Resume with --num-processes {saved_by} (the "
+                              "global batch is --batch-size × processes × --grad-accum), or start a new run.")
         if self.step > self.total_steps:
             raise BridleError(f"--resume: {found} is at step {self.step}, past this run's {self.total_steps} steps.")
         if "objective" in state and hasattr(self.objective, "load_state_dict"):
@@ -373,6 +405,8 @@ class Engine:
             if self.eval_metrics:
                 self._log.log(self.step, self.eval_metrics)
                 self._log.info(format_metrics(self.eval_metrics))
-        acc.end_training()
+        if acc.is_main_process:
+            for tracker in acc.trackers:
+                tracker.finish()
         return TrainResult(self.step, self.train_metrics, self.eval_metrics,
                            self.run_tokens / max(self.run_seconds, 1e-9), self.run_seconds, self.stopped_by)

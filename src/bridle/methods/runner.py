@@ -16,6 +16,7 @@ from transformers import set_seed
 import bridle
 from bridle.config import TrainConfig, to_dict
 from bridle.engine import Engine, TrainResult
+from bridle.engine.distributed import process_rank, world_size
 from bridle.engine.logging import console
 from bridle.engine.rundir import claim_run_dir
 from bridle.methods.base import Method, output_dir_for
@@ -71,18 +72,26 @@ def _train(method_cls: type[Method], config: TrainConfig, fingerprint: str) -> T
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total = sum(p.numel() for p in model.parameters())
     console.print(f"model {config.model}: {total / 1e6:.1f}M parameters, {trainable / 1e6:.2f}M trainable")
-    (out / "config.yaml").write_text(yaml.safe_dump({"method": method_cls.name, **to_dict(config)}, sort_keys=False))
+    main = process_rank() == 0  # in a launch of several processes only the main one writes the run's files
+    if main:
+        (out / "config.yaml").write_text(yaml.safe_dump({"method": method_cls.name, **to_dict(config)},
+                                                        sort_keys=False))
     run_info = {"method": method_cls.name, "config_fingerprint": fingerprint, "command": sys.argv,
                 "seed": config.seed, "versions": versions(),
                 "model": config.model, "model_fingerprint": model_fingerprint(method.policy_of(model)),
                 "data": config.data, "data_fingerprint": data_fingerprint(config.data),
                 "train_items": len(train_items), "eval_items": len(eval_items), "data_report": report,
-                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started))}
-    (out / "run.json").write_text(json.dumps(run_info, indent=1))
+                "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+                "num_processes": world_size()}
+    if main:
+        (out / "run.json").write_text(json.dumps(run_info, indent=1))
     method.before_training(model, train_items, eval_items)
     engine = Engine(config, model, method, train_items, eval_items)
     result = engine.fit()
     trained = engine.accelerator.unwrap_model(engine.model)
+    if not main:
+        engine.close()  # waits while the main process saves the model
+        return result
     final = method.save(trained, out / "model")
     run_info.update(method.finish(trained, final))
     run_info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), steps=result.steps,
@@ -92,4 +101,5 @@ def _train(method_cls: type[Method], config: TrainConfig, fingerprint: str) -> T
     (out / "run.json").write_text(json.dumps(run_info, indent=1))
     stopped = f", stopped early: {result.stopped_by}" if result.stopped_by else ""
     console.print(f"saved model to {final}  ({result.steps} steps, {result.tokens_per_second:,.0f} tokens/s{stopped})")
+    engine.close()
     return result

@@ -66,7 +66,8 @@ def test_fingerprint_ignores_the_keys_that_do_not_change_the_math_and_no_other()
     base = TrainConfig(data="d.jsonl")
     neutral = {"output_dir": "elsewhere", "resume": "yes", "overwrite": True, "progress": False, "log_every": 3,
                "eval_every": 5, "save_every": 7, "keep_checkpoints": 9, "report_to": "tensorboard",
-               "eval_on_start": True, "max_nonfinite_steps": 11}
+               "eval_on_start": True, "max_nonfinite_steps": 11, "num_processes": 2,
+               "accelerate_config": "configs/accelerate/fsdp.yaml"}
     assert set(neutral) == NEUTRAL_KEYS
     assert run_fingerprint(dataclasses.replace(base, **neutral), "sft") == run_fingerprint(base, "sft")
     for key in ("lr", "seed", "max_steps", "model", "data", "batch_size", "grad_accum", "lr_schedule"):
