@@ -1,9 +1,10 @@
 """DPO and its pairwise family (cDPO, robust DPO, IPO, hinge), SimPO and ORPO: preference pairs, one forward pass.
 
-Chosen and rejected rows go through the model together (`pair_collate`: 2B rows, chosen first), or, with
-`--padding-free`, back to back in one row. Methods that need a reference get its log-probs from one pass before
-training (`reference.ReferenceMixin`, cached on disk) as `ref_chosen` / `ref_rejected` on each pair, so no
-reference model is held while the policy trains.
+Chosen and rejected rows go through the model together: by default prefix-shared (`--prefix-sharing`, one row per
+pair holding the prompt once, `bridle.data.shared_prefix`), else `pair_collate` (2B rows, chosen first); with
+`--padding-free` all of a batch's rows go back to back in one row. Methods that need a reference get its log-probs
+from one pass before training (`reference.ReferenceMixin`, cached on disk, prefix-shared too) as `ref_chosen` /
+`ref_rejected` on each pair, so no reference model is held while the policy trains.
 """
 
 from __future__ import annotations
@@ -20,17 +21,24 @@ from bridle import objectives
 from bridle.config import option
 from bridle.data import TokenizedPair, load_preference_dataset, pair_collate
 from bridle.data.padding_free import padding_free_collate
+from bridle.data.shared_prefix import shared_prefix_collate
 from bridle.engine import StepOutput
 from bridle.errors import ConfigError
 from bridle.methods.base import Method, method
 from bridle.methods.preference import PreferenceConfig, check_positive
 from bridle.methods.reference import ReferenceMixin
+from bridle.methods.sharing import PrefixSharingMixin, chosen_first
 from bridle.methods.splits import train_and_eval
+from bridle.models import unwrap
 from bridle.ops import causal_lm_logps
+from bridle.ops.shared_prefix import sequence_sums, shared_prefix_token_logps
 
 
 def sequence_logps(model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, Tensor]:
-    """Summed completion log-probs and completion lengths per sequence, (N,) each, padded or padding-free."""
+    """Summed completion log-probs and completion lengths per sequence, (N,) each: padded, padding-free, or
+    prefix-shared (sequences in group order there: chosen, rejected of pair 0, then pair 1, ...)."""
+    if "sources" in batch:
+        return sequence_sums(shared_prefix_token_logps(model, batch)[0], batch)
     selected = causal_lm_logps(model, batch["input_ids"], batch["labels"], attention_mask=batch.get("attention_mask"),
                                position_ids=batch.get("position_ids"))
     if "segment" not in batch:
@@ -41,7 +49,7 @@ def sequence_logps(model: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, Ten
     return sums, torch.bincount(segment, minlength=count)
 
 
-class PreferenceMethod(ReferenceMixin, Method):
+class PreferenceMethod(PrefixSharingMixin, ReferenceMixin, Method):
     """Pairwise preference data in, `loss(batch, chosen, rejected, chosen_len, rejected_len)` out."""
 
     config: PreferenceConfig
@@ -54,8 +62,15 @@ class PreferenceMethod(ReferenceMixin, Method):
         pairs, eval_pairs, lines = train_and_eval(cfg, lambda src: load_preference_dataset(src, self.tokenizer, **load))
         return pairs, eval_pairs, "\n".join(lines)
 
+    def prepare_model(self, model: nn.Module) -> None:
+        self.check_prefix_sharing(unwrap(model).get_decoder())
+
     def collate(self, items: Sequence[TokenizedPair]) -> dict[str, Any]:
-        if self.config.padding_free:
+        if self.share_prefix:
+            batch = shared_prefix_collate([(p.chosen, p.rejected) for p in items], pad_id=self.tokenizer.pad_token_id,
+                                          one_row=self.config.padding_free)
+            batch["num_tokens"] = sum(len(p.chosen.input_ids) + len(p.rejected.input_ids) for p in items)
+        elif self.config.padding_free:
             batch = padding_free_collate([p.chosen for p in items] + [p.rejected for p in items])
             batch.update(num_sequences=2 * len(items), num_tokens=int(batch["input_ids"].numel()))
         else:
@@ -69,6 +84,8 @@ class PreferenceMethod(ReferenceMixin, Method):
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
         logps, lengths = sequence_logps(model, batch)
+        if "sources" in batch:
+            logps, lengths = chosen_first(logps), chosen_first(lengths)
         n = int(batch["num_pairs"])
         loss, metrics = self.loss(batch, logps[:n], logps[n:], lengths[:n], lengths[n:])
         return StepOutput(loss, metrics)

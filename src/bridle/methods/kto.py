@@ -23,6 +23,7 @@ from bridle.ops import causal_lm_logps
 @dataclass
 class KTOConfig(PreferenceConfig):
     padding_free: bool = option(False, "not used by kto (kept for a shared config file)")
+    prefix_sharing: bool = option(False, "not used by kto yet (kept for a shared config file)")
     desirable_weight: float = option(1.0, "λ_D: weight of desirable examples' loss")
     undesirable_weight: float = option(1.0, "λ_U: weight of undesirable examples' loss (raise when they are rarer)")
 

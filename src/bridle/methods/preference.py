@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from bridle.config import TrainConfig, option
 from bridle.errors import ConfigError
+from bridle.methods.sharing import prefix_sharing_option
 
 
 @dataclass
@@ -16,6 +17,7 @@ class PreferenceConfig(TrainConfig):
     beta: float = option(0.1, "β: inverse temperature of the implicit reward (higher = stay closer to the reference)")
     max_prompt_length: int = option(0, "prompt tokens kept when a pair is too long (from the end); 0 = max_length/2")
     padding_free: bool = option(False, "pack the 2B sequences of a batch into one row (position_ids, no padding)")
+    prefix_sharing: bool = prefix_sharing_option()
     reference_model: str = option("", "reference model; empty = the policy's starting weights (LoRA: adapter off)")
     reference_cache: str = option("", "folder for cached reference log-probs; empty = <bridle cache>/reference; "
                                       "none = do not cache")

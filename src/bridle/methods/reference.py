@@ -25,12 +25,15 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
+from bridle.data.shared_prefix import shared_prefix_collate, stretches_lengths
 from bridle.data.tokenize import TokenizedExample
 from bridle.data.unpaired import sequences_collate
 from bridle.engine.logging import console
+from bridle.methods.sharing import fallback_notice
 from bridle.models import cache_dir, load_causal_lm, model_fingerprint, unwrap
 from bridle.models.lora import is_peft
 from bridle.ops import causal_lm_logps
+from bridle.ops.shared_prefix import sequence_sums, shared_prefix_problem, shared_prefix_token_logps
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -88,6 +91,29 @@ def sequence_logps(model: nn.Module, sequences: Sequence[TokenizedExample], *, p
             selected = causal_lm_logps(model, batch["input_ids"].to(device), batch["labels"].to(device),
                                        attention_mask=batch["attention_mask"].to(device))
         out[idx] = selected.row_sums().float().cpu()
+    return out
+
+
+@torch.no_grad()
+def shared_sequence_logps(model: nn.Module, sequences: Sequence[TokenizedExample], *, group_size: int, pad_id: int,
+                          batch_size: int, precision: str = "fp32") -> Tensor:
+    """`sequence_logps` for sequences that come in consecutive groups of `group_size` sharing a prompt (a pair's
+    chosen and rejected), computed prefix-shared: each group's prompt once (`bridle.data.shared_prefix`).
+    `batch_size` counts sequences, as in `sequence_logps`; batches are formed in stretch-length order."""
+    device = next(model.parameters()).device
+    groups = [sequences[i:i + group_size] for i in range(0, len(sequences), group_size)]
+    out = torch.zeros(len(sequences))
+    lengths = stretches_lengths(groups)
+    order = sorted(range(len(groups)), key=lambda g: lengths[g])
+    step = max(1, batch_size // group_size)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+    for start in range(0, len(order), step):
+        idx = order[start:start + step]
+        batch = {k: v.to(device) for k, v in shared_prefix_collate([groups[g] for g in idx], pad_id=pad_id).items()}
+        with autocast:
+            sums, _ = sequence_sums(shared_prefix_token_logps(model, batch)[0], batch)
+        slots = torch.tensor([g * group_size + j for g in idx for j in range(group_size)])
+        out[slots] = sums.float().cpu()
     return out
 
 
@@ -159,8 +185,12 @@ def remove_stale_temporary_files(folder: Path, *, log: Any = None) -> int:
 
 def reference_logps(policy: nn.Module, sequences: Sequence[TokenizedExample], *, pad_id: int, batch_size: int,
                     max_length: int, precision: str = "fp32", reference_model: str = "", model_dtype: str = "float32",
-                    cache: str | os.PathLike | None = None, log: Any = None) -> Tensor:
+                    cache: str | os.PathLike | None = None, log: Any = None, group_size: int = 0) -> Tensor:
     """Reference log-probs (N,) of `sequences`, from the disk cache when the same model and data were seen before.
+
+    `group_size` > 0: the sequences come in consecutive groups of that many sharing a prompt, and are computed
+    prefix-shared (`shared_sequence_logps`; the same values, so the cache key is the same) unless the reference
+    cannot take the shared layout, which a one-line notice says.
 
     `reference_model` empty: the policy itself (as it is before training) with adapters disabled. Otherwise that
     model is loaded, used and freed here. `cache`: a directory, "none" to disable, None for <bridle cache>/reference.
@@ -181,8 +211,18 @@ def reference_logps(policy: nn.Module, sequences: Sequence[TokenizedExample], *,
             return cached
         if reference is not policy:
             reference.to(next(policy.parameters()).device)
+        if group_size > 1:
+            problem = shared_prefix_problem(unwrap(reference).get_decoder(), max_length=max_length)
+            if problem is not None:
+                (log or console.print)(fallback_notice(problem))
+                group_size = 0
         with as_reference(reference):
-            values = sequence_logps(reference, sequences, pad_id=pad_id, batch_size=batch_size, precision=precision)
+            if group_size > 1:
+                values = shared_sequence_logps(reference, sequences, group_size=group_size, pad_id=pad_id,
+                                               batch_size=batch_size, precision=precision)
+            else:
+                values = sequence_logps(reference, sequences, pad_id=pad_id, batch_size=batch_size,
+                                        precision=precision)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.parent / f"{path.stem}.tmp-{_host()}-{os.getpid()}"
@@ -223,7 +263,8 @@ class ReferenceMixin:
         c = self.config
         values = reference_logps(model, sequences, pad_id=self.tokenizer.pad_token_id, batch_size=2 * c.batch_size,
                                  max_length=c.max_length, precision=c.precision, reference_model=c.reference_model,
-                                 model_dtype=c.model_dtype, cache=c.reference_cache or None, log=console.print)
+                                 model_dtype=c.model_dtype, cache=c.reference_cache or None, log=console.print,
+                                 group_size=len(self.reference_fields) if getattr(self, "share_prefix", False) else 0)
         for (item, field), value in zip(slots, values.tolist()):
             setattr(item, field, value)
 

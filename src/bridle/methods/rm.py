@@ -17,12 +17,14 @@ from bridle import objectives
 from bridle.config import TrainConfig, option
 from bridle.data import TokenizedPair, load_preference_dataset, pair_collate
 from bridle.data.padding_free import padding_free_collate
+from bridle.data.shared_prefix import shared_prefix_collate
 from bridle.engine import StepOutput
 from bridle.engine.logging import console
 from bridle.errors import ConfigError
 from bridle.methods.base import Method, method
+from bridle.methods.sharing import PrefixSharingMixin, chosen_first, prefix_sharing_option
 from bridle.methods.splits import train_and_eval
-from bridle.models import lora_settings
+from bridle.models import lora_settings, unwrap
 from bridle.models.reward import (
     STATS_FILE,
     apply_reward_lora,
@@ -31,7 +33,9 @@ from bridle.models.reward import (
     packed_score_ends,
     reward_scores,
     save_reward_model,
+    score_positions,
     score_sequences,
+    shared_reward_scores,
 )
 
 
@@ -43,6 +47,7 @@ class RMConfig(TrainConfig):
     center_coef: float = option(0.0, "reward-centering coefficient c: adds c·mean((r_c + r_r)²); 0.01 is typical")
     max_prompt_length: int = option(0, "prompt tokens kept (its last ones) when a pair is too long; 0 = max_length/2")
     padding_free: bool = option(False, "pack the 2B sequences of a batch into one row (position_ids, no padding)")
+    prefix_sharing: bool = prefix_sharing_option()
     stats_max_responses: int = option(2000, "responses scored after training for reward_stats.json (seeded sample)")
 
 
@@ -54,7 +59,7 @@ def prompt_limit(config: RMConfig) -> int:
 
 
 @method("rm")
-class RewardModelling(Method):
+class RewardModelling(PrefixSharingMixin, Method):
     Config = RMConfig
     summary = "reward model: scalar head on a causal LM, Bradley-Terry loss on preference pairs (RLHF stage 2)"
     config: RMConfig
@@ -72,12 +77,19 @@ class RewardModelling(Method):
                                   attn_implementation=cfg.attn_implementation)
         return apply_reward_lora(model, lora_settings(cfg)) if cfg.lora else model
 
+    def prepare_model(self, model: nn.Module) -> None:
+        base = unwrap(model)
+        self.check_prefix_sharing(getattr(base, base.base_model_prefix))
+
     def before_training(self, model: nn.Module, train_items: Sequence[Any], eval_items: Sequence[Any]) -> None:
         self.train_pairs = train_items  # scored again after training for reward_stats.json
 
     def collate(self, items: Sequence[TokenizedPair]) -> dict[str, Any]:
         sequences = [p.chosen for p in items] + [p.rejected for p in items]
-        if self.config.padding_free:
+        if self.share_prefix:
+            batch = shared_prefix_for_rewards(items, pad_id=self.tokenizer.pad_token_id,
+                                              one_row=self.config.padding_free)
+        elif self.config.padding_free:
             batch = padding_free_collate(sequences)
             ends = packed_score_ends([s.input_ids for s in sequences], self.tokenizer.pad_token_id)
             batch = {"input_ids": batch["input_ids"], "position_ids": batch["position_ids"], "ends": ends}
@@ -90,7 +102,9 @@ class RewardModelling(Method):
         return batch
 
     def step(self, model: nn.Module, batch: dict[str, Any]) -> StepOutput:
-        if "ends" in batch:
+        if "owner" in batch:
+            rewards = chosen_first(shared_reward_scores(model, batch))
+        elif "ends" in batch:
             rewards = packed_reward_scores(model, batch["input_ids"], batch["position_ids"], batch["ends"])
         else:
             rewards = reward_scores(model, batch["input_ids"], batch["attention_mask"])
@@ -114,6 +128,21 @@ class RewardModelling(Method):
         console.print(f"reward statistics over {stats['count']} training responses: mean {stats['mean']:.4f}, "
                       f"std {stats['std']:.4f} (written to {Path(out_dir) / STATS_FILE})")
         return {"reward_stats": stats}
+
+
+def shared_prefix_for_rewards(items: Sequence[TokenizedPair], *, pad_id: int, one_row: bool) -> dict[str, Any]:
+    """A prefix-shared batch of the pairs (chosen, rejected per pair) with `ends`: where each sequence's score
+    position (`score_positions` on the sequence alone, the plain layouts' rule) lies in the shared batch."""
+    shared = shared_prefix_collate([(p.chosen, p.rejected) for p in items], pad_id=pad_id, one_row=one_row)
+    where = shared["where"]
+    ids = torch.full(where.shape, pad_id, dtype=torch.long)
+    mask = torch.zeros(where.shape, dtype=torch.long)
+    for row, sequence in enumerate(s for p in items for s in (p.chosen, p.rejected)):
+        ids[row, :len(sequence.input_ids)] = torch.tensor(sequence.input_ids, dtype=torch.long)
+        mask[row, :len(sequence.input_ids)] = 1  # from lengths
+    at = score_positions(ids, mask, pad_id)
+    ends = where[torch.arange(len(at)), at]
+    return {k: shared[k] for k in ("input_ids", "position_ids", "owner", "block")} | {"ends": ends}
 
 
 def reward_statistics(model: nn.Module, pairs: Sequence[TokenizedPair], *, pad_id: int, cap: int, seed: int,

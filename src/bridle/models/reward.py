@@ -30,6 +30,7 @@ from bridle.errors import ConfigError, ModelError
 from bridle.models.atomic import atomic_directory
 from bridle.models.loading import DTYPES, attn_kwargs, enable_checkpointing, load_error, resolve_model
 from bridle.models.lora import LoraSettings, apply_lora, unwrap, write_model_files
+from bridle.ops.shared_prefix import shared_prefix_hidden
 
 SCORE_HEAD = "score"
 ADAPTER_CONFIG = "adapter_config.json"
@@ -223,6 +224,15 @@ def packed_reward_scores(model: nn.Module, input_ids: Tensor, position_ids: Tens
     body = getattr(base, base.base_model_prefix)
     hidden = body(input_ids=input_ids, position_ids=position_ids, use_cache=False).last_hidden_state
     return getattr(base, SCORE_HEAD)(hidden[0, ends]).squeeze(-1).float()
+
+
+def shared_reward_scores(model: nn.Module, batch: dict[str, Tensor]) -> Tensor:
+    """Scores of the sequences of a prefix-shared batch (`bridle.data.shared_prefix`): `ends` (S,) is each
+    sequence's score position (the `score_positions` rule on the sequence alone) as a flat index into the batch, so
+    each score reads the same hidden state as in the plain layout. Returns (S,) fp32, sequences in group order."""
+    base = unwrap(model)
+    hidden = shared_prefix_hidden(getattr(base, base.base_model_prefix), batch)
+    return getattr(base, SCORE_HEAD)(hidden[batch["ends"]]).squeeze(-1).float()
 
 
 @torch.no_grad()
