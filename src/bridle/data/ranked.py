@@ -58,6 +58,13 @@ def ranked_collate(items: Sequence[TokenizedRanked], *, pad_id: int) -> dict[str
     `slot_row`, `slot_col` (N,), `scores` and `valid` (B, K) with K the most responses any prompt has."""
     flat = [e for it in items for e in it.responses]
     batch = sequences_collate(flat, pad_id=pad_id)
+    batch.update(ranked_grid(items), num_tokens=torch.tensor(int(batch["attention_mask"].sum())))
+    return batch
+
+
+def ranked_grid(items: Sequence[TokenizedRanked]) -> dict[str, torch.Tensor]:
+    """Where the items' responses, numbered prompt by prompt, land in a (B, K) grid: `slot_row`, `slot_col` (N,),
+    `scores` and `valid` (B, K) with K the most responses any prompt has."""
     width = max(len(it.responses) for it in items)
     scores = torch.zeros((len(items), width))
     valid = torch.zeros((len(items), width), dtype=torch.bool)
@@ -68,6 +75,4 @@ def ranked_collate(items: Sequence[TokenizedRanked], *, pad_id: int) -> dict[str
         valid[b, :k] = True
         rows += [b] * k
         cols += list(range(k))
-    batch.update(scores=scores, valid=valid, slot_row=torch.tensor(rows), slot_col=torch.tensor(cols),
-                 num_tokens=torch.tensor(int(batch["attention_mask"].sum())))
-    return batch
+    return {"scores": scores, "valid": valid, "slot_row": torch.tensor(rows), "slot_col": torch.tensor(cols)}
