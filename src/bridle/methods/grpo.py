@@ -7,20 +7,24 @@ KL into the reward: r = score − β·Σ_t KL_t; its loss weights the whole sequ
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from bridle import objectives
 from bridle.config import option
 from bridle.engine import StepOutput
 from bridle.errors import ConfigError
 from bridle.methods.base import method
-from bridle.methods.experience import Experience, response_logps
+from bridle.methods.experience import Experience, collate_experience, per_token_pass, response_logps
 from bridle.methods.online import OnlineConfig, OnlineMethod
+from bridle.methods.sharing import PrefixSharingMixin, prefix_sharing_option
+from bridle.models import unwrap
 from bridle.ops import group_normalize, kl_penalty, leave_one_out
+from bridle.ops.shared_prefix import shared_prefix_problem
 
 
 @dataclass
@@ -33,6 +37,7 @@ class GRPOConfig(OnlineConfig):
     clip_eps_high: float = option(0.0, "upper ratio clip ε_high (DAPO clip-higher); 0 = same as --clip-eps")
     loss_aggregation: str = option("sequence", "mean per response then over responses (GRPO paper), or over all "
                                                "tokens (DAPO)", ("sequence", "token"))
+    prefix_sharing: bool = prefix_sharing_option()
 
 
 @dataclass
@@ -42,13 +47,38 @@ class RLOOConfig(OnlineConfig):
     batch_size: int = option(8, "responses per micro-batch")
     grad_accum: int = option(4, "micro-batches per optimizer step")
     beta: float = option(0.05, "KL coefficient β: r = score − β·Σ_t KL_t (k1 by default)")
+    prefix_sharing: bool = prefix_sharing_option()
 
 
-class GroupMethod(OnlineMethod):
+class GroupMethod(PrefixSharingMixin, OnlineMethod):
+    """G samples per prompt: the forward passes over them (π_old, reference, updates) are prefix-shared by default,
+    each distinct prompt of a micro-batch held once (`--prefix-sharing`)."""
+
     def check_config(self) -> None:
         super().check_config()
         if self.config.num_samples < 2:
             raise ConfigError(f"bridle {self.name} compares responses within a group: --num-samples must be >= 2.")
+
+    def prepare_model(self, model: nn.Module) -> None:
+        super().prepare_model(model)
+        self.check_prefix_sharing(unwrap(self.policy_of(model)).get_decoder())
+
+    def before_training(self, model: nn.Module, train_items: Sequence[Any], eval_items: Sequence[Any]) -> None:
+        super().before_training(model, train_items, eval_items)
+        reference = getattr(self, "reference", None)
+        if self.share_prefix and reference is not None:  # a separate --reference-model goes through them too
+            problem = shared_prefix_problem(unwrap(reference).get_decoder(), max_length=self.config.max_length)
+            if problem is not None:
+                self.prefix_sharing_off(problem)
+
+    def collate(self, items: Sequence[Experience]) -> dict[str, Any]:
+        weight = "tokens" if self.aggregation == "token" else "sequences"
+        return collate_experience(items, pad_id=self.tokenizer.pad_token_id, weight=weight,
+                                  share_prefix=self.share_prefix)
+
+    def token_pass(self, items: Sequence[Experience], fn: Any, device: torch.device) -> list[Tensor]:
+        return per_token_pass(items, fn, pad_id=self.tokenizer.pad_token_id, batch_size=self.config.batch_size,
+                              device=device, share_prefix=self.share_prefix)
 
 
 @method("grpo")

@@ -48,6 +48,10 @@ class PrefixSharingMixin:
             return False
         problem = shared_prefix_problem(body, max_length=self.config.max_length)
         if problem is not None:
-            console.print(fallback_notice(problem), soft_wrap=True, markup=False, highlight=False)
-            self._sharing_problem = problem
+            self.prefix_sharing_off(problem)
         return self.share_prefix
+
+    def prefix_sharing_off(self, problem: str) -> None:
+        """Use the plain layout from now on, saying why in one line."""
+        console.print(fallback_notice(problem), soft_wrap=True, markup=False, highlight=False)
+        self._sharing_problem = problem
