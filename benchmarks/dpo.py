@@ -12,10 +12,14 @@ sequential batches, only the pairs the measured run trains on.
 
 Variants: fp32 (TRL: default, a second reference model in memory; Bridle: reference log-probs in one pre-pass before
 training, then no reference in memory), LoRA r=16 all-linear (TRL: adapter disabled for the reference in every step;
-Bridle: pre-pass with the adapter disabled), Bridle bf16 autocast and Bridle padding-free. tokens/s = real (non-pad)
-tokens of the measured optimizer steps / wall seconds of those steps (warm-up step, loading and tokenization
-excluded). Bridle is also reported with its reference pre-pass charged to the run (`tokens_per_s_with_prepass`, the
-pre-pass over exactly the pairs trained on): TRL computes the reference inside its steps, so that is the fair figure.
+Bridle: pre-pass with the adapter disabled), Bridle bf16 autocast and Bridle padding-free. Every Bridle variant
+runs prefix-shared (its default: one row per pair, the prompt once, in training and in the reference pre-pass)
+except `bridle-fp32-plain` (--no-prefix-sharing: 2B right-padded rows). `prompt_token_share`: the prompts' share of
+all tokens of the measured pairs (each response counted with its prompt), what prefix sharing can save.
+tokens/s = real (non-pad) tokens of the measured optimizer steps, counted as the plain layout feeds them (the same
+count for every variant and for TRL) / wall seconds of those steps (warm-up step, loading and tokenization excluded).
+Bridle is also reported with its reference pre-pass charged to the run (`tokens_per_s_with_prepass`, the pre-pass
+over exactly the pairs trained on): TRL computes the reference inside its steps, so that is the fair figure.
 Peak memory = the child's peak RSS (resource.getrusage). `first_loss` is the loss of step 1 (policy = reference, so
 log 2 = 0.6931 for both).
 """
@@ -49,27 +53,30 @@ MODEL_ALIAS = "smollm2-135m"
 BATCH, MAX_LENGTH, LR, BETA, SEED = 4, 256, 1e-6, 0.1, 0
 VARIANTS = {"trl-fp32": ("trl", "fp32"), "bridle-fp32": ("bridle", "fp32"), "trl-lora": ("trl", "lora"),
             "bridle-lora": ("bridle", "lora"), "bridle-bf16": ("bridle", "bf16"),
-            "bridle-padding-free": ("bridle", "padding_free")}
+            "bridle-padding-free": ("bridle", "padding_free"), "bridle-fp32-plain": ("bridle", "plain")}
 log = bench_logger("dpo")
 
 
-def build_records(model_dir: str, count: int) -> list[dict[str, Any]]:
-    """The first `count` hh-rlhf harmless pairs (file order) whose chosen and rejected both fit in MAX_LENGTH."""
+def build_records(model_dir: str, count: int) -> tuple[list[dict[str, Any]], float]:
+    """The first `count` hh-rlhf harmless pairs (file order) whose chosen and rejected both fit in MAX_LENGTH, and
+    the prompts' share of their tokens (chosen and rejected each counted with the prompt)."""
     from bridle.data import load_rows, normalize
     from bridle.data.tokenize import encode_prompt_completion
     from bridle.models import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir, max_length=MAX_LENGTH)
     records, _ = normalize(load_rows(str(HH)), "preference", on_bad_row="skip")
-    kept = []
+    kept, prompt_tokens, all_tokens = [], 0, 0
     for r in records:
-        sides = [encode_prompt_completion({"prompt": r["prompt"], "completion": r[s]}, tokenizer)[0]
+        sides = [encode_prompt_completion({"prompt": r["prompt"], "completion": r[s]}, tokenizer)
                  for s in ("chosen", "rejected")]
-        if all(len(ids) <= MAX_LENGTH for ids in sides):
+        if all(len(ids) <= MAX_LENGTH for ids, _ in sides):
             kept.append({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]})
+            prompt_tokens += sum(p for _, p in sides)
+            all_tokens += sum(len(ids) for ids, _ in sides)
         if len(kept) == count:
             break
-    return kept
+    return kept, prompt_tokens / max(1, all_tokens)
 
 
 def summarize(step_times: list[StepTime], losses: list[float], warmup: int, extra: dict[str, Any]) -> dict[str, Any]:
@@ -88,7 +95,8 @@ def child_bridle(data: str, variant: str, steps: int, warmup: int, out_dir: str)
     config = DPOConfig(model=resolve_model(MODEL_ALIAS), data=data, output_dir=out_dir, max_length=MAX_LENGTH,
                        batch_size=BATCH, max_steps=warmup + steps, lr=LR, lr_schedule="constant", beta=BETA,
                        max_grad_norm=1.0, precision="bf16" if variant == "bf16" else "fp32", lora=variant == "lora",
-                       padding_free=variant == "padding_free", log_every=10_000, progress=False, seed=SEED,
+                       padding_free=variant == "padding_free", prefix_sharing=variant != "plain",
+                       log_every=10_000, progress=False, seed=SEED,
                        reference_cache="none")
     tokenizer = load_tokenizer(config.model, max_length=config.max_length)
     method = DPO(config, tokenizer)
@@ -192,7 +200,8 @@ def main() -> int:
     from bridle.models import resolve_model
 
     started = time.perf_counter()
-    records = build_records(resolve_model(MODEL_ALIAS), BATCH * (steps + args.warmup))
+    records, share = build_records(resolve_model(MODEL_ALIAS), BATCH * (steps + args.warmup))
+    log(f"prompt tokens are {share:.1%} of the measured pairs' tokens")
     names = [n for n in VARIANTS if not args.only or n in args.only.split(",")]
     results: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="bridle-bench-dpo-") as tmp:
@@ -203,10 +212,11 @@ def main() -> int:
             results[name] = run_child(name, str(data), steps, args.warmup, work)
     compare = {}
     for ours, theirs in (("bridle-fp32", "trl-fp32"), ("bridle-lora", "trl-lora"), ("bridle-bf16", "trl-fp32"),
-                         ("bridle-padding-free", "trl-fp32")):
+                         ("bridle-padding-free", "trl-fp32"), ("bridle-fp32-plain", "trl-fp32")):
         if ours in results and theirs in results:
             compare[f"{ours}_vs_{theirs}"] = ratios(results[ours], results[theirs])
-    line = {**base, "pairs": len(records), "log2": round(math.log(2), 6), **compare, "runs": results,
+    line = {**base, "pairs": len(records), "prompt_token_share": round(share, 3), "log2": round(math.log(2), 6),
+            **compare, "runs": results,
             "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "trl_version": trl.__version__,
             "torch_version": torch.__version__, "wall_seconds": round(time.perf_counter() - started, 1)}
     from common import print_final  # the versions of every package measured go with the line

@@ -8,8 +8,11 @@ new one-label `score` head, loaded by both frameworks from the same HF directory
 what each framework does with pairs longer than max length 256: Bridle truncates them (prompt from the left, then
 the response), TRL drops them. Training then uses only the pairs that fit, in file order, so both frameworks see
 the very same batches: 4 pairs (8 sequences, chosen and rejected in one forward pass), lr 1e-5 constant, AdamW,
-clipping at 1.0, no gradient checkpointing, no eval. Bridle runs twice: right-padded batches, and padding-free
-(the 8 sequences back to back in one row).
+clipping at 1.0, no gradient checkpointing, no eval. Bridle runs three times: its default (prefix-shared: one row
+per pair, the prompt once and both responses after it), `bridle-plain` (--no-prefix-sharing: 8 right-padded rows)
+and padding-free (prefix-shared groups back to back in one row). `prompt_token_share` is the prompts' share of all
+tokens of the measured pairs (chosen and rejected each counted with their prompt, as the plain layout feeds them):
+what prefix sharing can save.
 
 Each framework trains in its own subprocess so its peak RSS (resource.getrusage) is its own. tokens/s = real
 (non-pad) tokens of the measured optimizer steps / wall seconds of those steps (warm-up, loading and tokenization
@@ -42,28 +45,31 @@ from common import (  # noqa: E402  (helpers shared by the benchmarks)
 HH = REPO.parent / "shared" / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
 MODEL_ALIAS = "smollm2-135m"
 BATCH, MAX_LENGTH, LR, SEED = 4, 256, 1e-5, 0
-VARIANTS = ("trl", "bridle", "bridle-padding-free")
+VARIANTS = ("trl", "bridle", "bridle-plain", "bridle-padding-free")
 log = bench_logger("rm")
 
 
-def split_by_fit(model_dir: str) -> tuple[list[dict[str, Any]], int]:
-    """(pairs whose chosen and rejected both fit in MAX_LENGTH, in file order; number of usable pairs in the file)."""
+def split_by_fit(model_dir: str) -> tuple[list[dict[str, Any]], int, list[tuple[int, int]]]:
+    """(pairs whose chosen and rejected both fit in MAX_LENGTH, in file order; number of usable pairs in the file;
+    (prompt tokens, all tokens of chosen + rejected) of each pair that fits)."""
     from bridle.data import load_rows, normalize
     from bridle.data.tokenize import encode_prompt_completion
     from bridle.models import load_tokenizer
 
     tokenizer = load_tokenizer(model_dir, max_length=MAX_LENGTH)
     records, _ = normalize(load_rows(str(HH)), "preference", on_bad_row="skip")
-    fit = []
+    fit, tokens = [], []
     for r in records:
-        lengths = [len(encode_prompt_completion({"prompt": r["prompt"], "completion": r[side]}, tokenizer)[0])
+        encoded = [encode_prompt_completion({"prompt": r["prompt"], "completion": r[side]}, tokenizer)
                    for side in ("chosen", "rejected")]
+        lengths = [len(ids) for ids, _ in encoded]
         if max(lengths) <= MAX_LENGTH:
             fit.append({"prompt": r["prompt"], "chosen": r["chosen"], "rejected": r["rejected"]})
-    return fit, len(records)
+            tokens.append((sum(prompt for _, prompt in encoded), sum(lengths)))
+    return fit, len(records), tokens
 
 
-def child_bridle(data: str, padding_free: bool, steps: int, warmup: int, out_dir: str) -> dict[str, Any]:
+def child_bridle(data: str, variant: str, steps: int, warmup: int, out_dir: str) -> dict[str, Any]:
     from transformers import set_seed
 
     from bridle.engine.batches import BatchPlan
@@ -73,7 +79,8 @@ def child_bridle(data: str, padding_free: bool, steps: int, warmup: int, out_dir
     config = RMConfig(model=resolve_model(MODEL_ALIAS), data=data, output_dir=out_dir, max_length=MAX_LENGTH,
                       batch_size=BATCH, grad_accum=1, max_steps=warmup + steps, lr=LR, lr_schedule="constant",
                       max_grad_norm=1.0, precision="fp32", model_dtype="float32", gradient_checkpointing=False,
-                      padding_free=padding_free, eval_fraction=0.0, eval_every=0, log_every=10_000, progress=False,
+                      padding_free=variant == "bridle-padding-free", prefix_sharing=variant != "bridle-plain",
+                      eval_fraction=0.0, eval_every=0, log_every=10_000, progress=False,
                       seed=SEED)
     tokenizer = load_tokenizer(config.model, max_length=config.max_length)
     method = RewardModelling(config, tokenizer)
@@ -151,7 +158,7 @@ def main() -> int:
         if args.child == "trl":
             result = child_trl(args.data, steps, args.warmup, args.out)
         else:
-            result = child_bridle(args.data, args.child == "bridle-padding-free", steps, args.warmup, args.out)
+            result = child_bridle(args.data, args.child, steps, args.warmup, args.out)
         print_result(result)
         return 0
 
@@ -167,8 +174,11 @@ def main() -> int:
     from bridle.models import resolve_model
 
     started, load_start = time.perf_counter(), os.getloadavg()[0]
-    fit, total = split_by_fit(resolve_model(MODEL_ALIAS))
-    log(f"{total} usable pairs, {len(fit)} fit in {MAX_LENGTH} tokens; torch threads {torch.get_num_threads()}")
+    fit, total, tokens = split_by_fit(resolve_model(MODEL_ALIAS))
+    measured = tokens[:BATCH * (steps + args.warmup)]
+    share = sum(p for p, _ in measured) / max(1, sum(n for _, n in measured))
+    log(f"{total} usable pairs, {len(fit)} fit in {MAX_LENGTH} tokens; prompt tokens are {share:.1%} of the measured "
+        f"pairs' tokens; torch threads {torch.get_num_threads()}")
     with tempfile.TemporaryDirectory(prefix="bridle-bench-rm-") as tmp:
         work = Path(tmp)
         data = work / "pairs.jsonl"
@@ -176,7 +186,8 @@ def main() -> int:
         results = {v: run_child(v, str(data), steps, args.warmup, work) for v in VARIANTS}
     trl_r = results["trl"]
     line: dict[str, Any] = {**base, "pairs_in_file": total, "bridle_truncated_pairs": total - len(fit),
-                            "trl_kept_pairs": len(fit), "trl_dropped_pairs": total - len(fit)}
+                            "trl_kept_pairs": len(fit), "trl_dropped_pairs": total - len(fit),
+                            "prompt_token_share": round(share, 3)}
     for name, r in results.items():
         line[name] = {"tokens_per_s": round(r["tokens_per_s"], 1), "peak_gib": round(r["peak_gib"], 3),
                       "mean_loss": round(r["mean_loss"], 4), "measured_tokens": r["measured_tokens"],
