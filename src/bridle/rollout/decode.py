@@ -21,7 +21,8 @@ from torch import Tensor
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-from bridle.rollout.choice import choose, exponential_noise
+from bridle.rollout.choice import choose
+from bridle.rollout.kv_cache import reserved_cache
 
 # Rows that stop within one step are dropped from the batch (their key/value rows copied out) once this share of the
 # batch has finished: a copy of the cache costs about what one step's cache growth does, so it is not done per row.
@@ -46,14 +47,25 @@ class Decoded:
 StopCheck = Callable[[Tensor, Tensor], Tensor]
 
 
+def _forward_params(model: Any) -> dict[str, inspect.Parameter]:
+    """The parameters of the model's own forward (under a peft wrapper, the base model's)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return dict(inspect.signature(base.forward).parameters)
+
+
+def _cache_argument(model: Any) -> str:
+    """`cache` in current transformers; `past_key_values` before the rename."""
+    return "cache" if "cache" in _forward_params(model) else "past_key_values"
+
+
 def unsupported_reason(model: Any) -> str | None:
     """Why our loop cannot drive `model` (None when it can)."""
     config = getattr(model, "config", None)
     if config is None or getattr(config, "is_encoder_decoder", False):
         return "an encoder-decoder model"
-    params = inspect.signature(model.forward).parameters
-    if "cache" not in params and not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return "a forward without a `cache` argument"
+    params = _forward_params(model)
+    if not {"cache", "past_key_values"} & set(params) or "position_ids" not in params:
+        return "a forward without `cache` / `position_ids` arguments"
     try:
         layers = DynamicCache(config=config).layers
     except Exception as error:  # noqa: BLE001  (any failure here means: let HF pick its cache)
@@ -63,10 +75,10 @@ def unsupported_reason(model: Any) -> str | None:
 
 
 def _forward(model: Any, ids: Tensor, mask: Tensor, positions: Tensor, cache: DynamicCache,
-             keep_last: bool) -> Tensor:
+             extra: dict[str, Any]) -> Tensor:
     """Logits of the last position, (B, V), with the cache updated in place."""
-    extra = {"logits_to_keep": 1} if keep_last else {}
-    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True, **extra)
+    out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
+                **{extra["cache_argument"]: cache}, **extra["kwargs"])
     return out.logits[:, -1]
 
 
@@ -76,14 +88,15 @@ def decode(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, repeats: Tensor,
            stop: StopCheck | None = None) -> Decoded:
     """Sample `repeats[i]` continuations of prompt i. prompt_ids / prompt_mask: (P, W), left-padded, the mask from
     the prompts' lengths (never from comparing ids with the pad id); repeats: (P,) samples per prompt.
-    Rows come out prompt by prompt: prompt 0's samples first. Draws use the global torch RNG as HF
-    `generate` does: per step, the noise of one `multinomial` over all rows, finished ones included."""
+    Rows come out prompt by prompt: prompt 0's samples first. Draws use the global torch RNG: per step, one
+    uniform number per row, finished rows included, so a row's draws do not depend on when others finished."""
     device = prompt_ids.device
-    keep_last = "logits_to_keep" in inspect.signature(model.forward).parameters
+    extra = {"cache_argument": _cache_argument(model),
+             "kwargs": {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}}
     mask = prompt_mask.long()
     positions = (mask.cumsum(-1) - 1).clamp(min=0)
-    cache = DynamicCache(config=model.config)
-    logits = _forward(model, prompt_ids, mask, positions, cache, keep_last)  # each prompt once
+    cache = reserved_cache(model.config, prompt_ids.shape[1] + max_new_tokens)
+    logits = _forward(model, prompt_ids, mask, positions, cache, extra)  # each prompt once
     forwards = 1
     source = torch.arange(len(repeats), device=device).repeat_interleave(repeats.to(device))
     if len(source) != len(prompt_ids) or bool((repeats != 1).any()):
@@ -100,10 +113,8 @@ def decode(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, repeats: Tensor,
     finished = torch.zeros(rows, dtype=torch.bool, device=device)
     active = torch.arange(rows, device=device)  # the original row of each batch row
     for step in range(max_new_tokens):
-        noise = exponential_noise(rows, logits.shape[-1], device) if temperature > 0 else None
-        if noise is not None and len(active) < rows:
-            noise = noise[active]
-        pick = choose(logits, temperature=temperature, top_k=top_k, top_p=top_p, noise=noise)
+        uniform = torch.rand(rows, dtype=torch.float64, device=device)[active] if temperature > 0 else None
+        pick = choose(logits, temperature=temperature, top_k=top_k, top_p=top_p, uniform=uniform)
         live = ~finished[active]  # batch rows still decoding (finished ones wait for the next compaction)
         rows_now = active[live]
         new = pick.tokens[live]
@@ -124,6 +135,6 @@ def decode(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, repeats: Tensor,
             active, fed = active[keep], fed[keep]
         full_mask[active, width + step] = 1
         logits = _forward(model, fed.unsqueeze(1), full_mask[active, :width + step + 1],
-                          next_position[active].unsqueeze(1) + step, cache, keep_last)
+                          next_position[active].unsqueeze(1) + step, cache, extra)
         forwards += 1
     return Decoded(tokens, logps, entropy, lengths, finished, forwards)
