@@ -58,6 +58,7 @@ M = "tests/unit/methods"
 E = "tests/unit/engine"
 O = "tests/unit/objectives"  # noqa: E741
 OPS = "tests/unit/ops"
+D = "tests/integration/test_distributed_cli.py"
 
 MUTANTS: list[Mutant] = [
     # -- the six bugs of issue 11 ---------------------------------------------------------------------------------
@@ -163,6 +164,25 @@ MUTANTS: list[Mutant] = [
     Mutant("engine-no-warmup", "engine/loop.py", "warmup_steps=round(config.warmup_ratio * self.total_steps)",
            "warmup_steps=0",
            (f"{E}/test_engine_wiring.py::test_warmup_ratio_ramps_the_learning_rate_before_the_schedule",)),
+    # -- several processes (issue 18): 2 CPU processes over gloo must train as 1 with the same global batch --------
+    Mutant("engine-ddp-scale-dropped", "engine/loop.py", "scale = acc.num_processes / total",
+           "scale = 1 / total",
+           (f"{D}::test_two_sft_processes_match_one_with_the_same_global_batch_and_see_each_item_once",)),
+    Mutant("engine-schedule-stepped-per-process", "engine/loop.py", "step_scheduler_with_optimizer=False)",
+           "step_scheduler_with_optimizer=True)",
+           (f"{D}::test_two_sft_processes_match_one_with_the_same_global_batch_and_see_each_item_once",)),
+    Mutant("engine-metrics-of-the-main-process-only", "engine/loop.py",
+           "**reduce_weighted_means(acc, sums, float(total))}",
+           "**{k: v / float(weights.sum()) for k, v in sums.items()}}",
+           (f"{D}::test_two_sft_processes_match_one_with_the_same_global_batch_and_see_each_item_once",)),
+    Mutant("engine-data-not-sharded", "engine/batches.py", "mine = chunk[self.process_index::self.num_processes]",
+           "mine = chunk[::self.num_processes]",
+           (f"{D}::test_two_sft_processes_match_one_with_the_same_global_batch_and_see_each_item_once",)),
+    Mutant("online-experience-not-exchanged", "methods/online.py", "items = gather_lists(items)  #",
+           "items = list(items)  #",
+           (f"{D}::test_two_grpo_processes_sample_their_shards_and_train_as_one_process",)),
+    Mutant("online-round-metrics-of-one-process", "methods/online.py", "metrics = mean_over_processes(local)",
+           "metrics = dict(local)", (f"{D}::test_two_grpo_processes_sample_their_shards_and_train_as_one_process",)),
     Mutant("engine-weight-decay-ignored", "engine/loop.py", "weight_decay=config.weight_decay,", "weight_decay=0.0,",
            (f"{E}/test_engine_wiring.py::test_first_adamw_step_applies_lr_and_weight_decay",)),
     # -- GRPO, RLOO, RAFT -----------------------------------------------------------------------------------------

@@ -71,3 +71,37 @@ def mean_over_processes(metrics: dict[str, float]) -> dict[str, float]:
     every = gather_lists([metrics])
     keys = [k for k in every[0] if all(k in m for m in every)]
     return {k: sum(float(m[k]) for m in every) / len(every) for k in keys}
+
+
+def sharded_strategy(accelerator: Any) -> str | None:
+    """"FSDP" or "DeepSpeed" when the model's training state is sharded over the processes; None for DDP / alone."""
+    name = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)).upper()
+    return {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}.get(name)
+
+
+def check_strategy_took(accelerator: Any) -> None:
+    """An accelerate config that asks for FSDP or DeepSpeed on processes where accelerate does not run it (on CPU,
+    accelerate keeps plain data parallel over gloo) is refused instead of quietly training unsharded."""
+    from bridle.errors import ConfigError
+
+    asked = [name for name, env in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"))
+             if os.environ.get(env, "false").lower() == "true"]
+    if asked and sharded_strategy(accelerator) is None:
+        raise ConfigError(f"--accelerate-config asks for {asked[0]}, but accelerate runs it only on GPUs; these "
+                          f"processes ({accelerator.distributed_type}) would train plain data parallel. On CPU use "
+                          "--num-processes N without --accelerate-config (or configs/accelerate/ddp.yaml).")
+
+
+def check_sharded_config(config: Any, strategy: str) -> None:
+    """What Bridle does not yet do under a sharded strategy, refused before the first step with what to do."""
+    from bridle.errors import ConfigError
+
+    if config.save_every or config.resume != "no":
+        raise ConfigError(f"--save-every / --resume under {strategy}: Bridle's resumable checkpoints hold the full, "
+                          "unsharded weights and optimizer of one process, which a sharded run does not have. Train "
+                          "without them (the final model is still saved), or use data parallel "
+                          "(configs/accelerate/ddp.yaml) when the model fits one device.")
+    if strategy == "DeepSpeed" and config.grad_accum > 1:
+        raise ConfigError("--grad-accum under DeepSpeed: DeepSpeed accumulates itself (gradient_accumulation_steps "
+                          "in the accelerate config) and Bridle's accumulation would bypass it; pass --grad-accum 1 "
+                          "and set gradient_accumulation_steps there.")

@@ -23,7 +23,14 @@ from torch import Tensor, nn
 from bridle.config import TrainConfig
 from bridle.engine.batches import BatchPlan, iterate_eval
 from bridle.engine.checkpoint import load_checkpoint, save_checkpoint
-from bridle.engine.distributed import reduce_sum, reduce_weighted_means, use_cpu_backend
+from bridle.engine.distributed import (
+    check_sharded_config,
+    check_strategy_took,
+    reduce_sum,
+    reduce_weighted_means,
+    sharded_strategy,
+    use_cpu_backend,
+)
 from bridle.engine.logging import RunLog, console, format_metrics, parse_trackers
 from bridle.engine.rundir import math_config, resumable_checkpoint, run_fingerprint
 from bridle.engine.schedule import make_scheduler
@@ -31,6 +38,7 @@ from bridle.engine.stopping import Stopping
 from bridle.errors import BridleError
 
 FAULT_ENV = "BRIDLE_FAULT_KILL_AT_STEP"  # test hook: SIGKILL this process right after that optimizer step
+SEEN_ENV = "BRIDLE_DEBUG_SEEN_ITEMS"  # test hook: a directory where each process appends the items it trained on
 
 
 @dataclass
@@ -91,6 +99,15 @@ def _to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device) if isinstance(v, Tensor) else v for k, v in batch.items()}
 
 
+def record_seen(indices: Sequence[int], rank: int) -> None:
+    """With BRIDLE_DEBUG_SEEN_ITEMS=DIR: append the training items' indices this process takes to DIR/rank-R.txt,
+    one line per batch (a test counts them: every item once per epoch over all processes, none twice)."""
+    directory = os.environ.get(SEEN_ENV)
+    if directory:
+        with open(Path(directory) / f"rank-{rank}.txt", "a") as handle:
+            handle.write(" ".join(str(i) for i in indices) + "\n")
+
+
 class Engine:
     """One run: the model prepared with its optimizer and schedule, `optimizer_step` (accumulation, precision,
     clipping, schedule), `after_step` (progress, logging, eval, checkpoints) and `fit`, the loop over steps.
@@ -113,6 +130,10 @@ class Engine:
             log_with=parse_trackers(config.report_to) or None, project_dir=str(self.output_dir),
             # one schedule step per optimizer step: by default accelerate steps it once per process
             step_scheduler_with_optimizer=False)
+        check_strategy_took(self.accelerator)
+        self.sharded = sharded_strategy(self.accelerator)  # FSDP / DeepSpeed: untested here (no GPU), see scaling.md
+        if self.sharded:
+            check_sharded_config(config, self.sharded)
         self.plan = BatchPlan(len(train_items), config.batch_size, seed=config.seed,
                               process_index=self.accelerator.process_index,
                               num_processes=self.accelerator.num_processes)
@@ -162,6 +183,7 @@ class Engine:
         stand-in of weight 0 instead: it still runs forward and backward, so the processes' gradient all-reduces
         stay paired, and adds nothing to the gradient or the metrics."""
         if indices:
+            record_seen(indices, self.accelerator.process_index)
             return self.objective.collate([self.train_items[i] for i in indices])
         batch = self.objective.collate([self.train_items[0]])
         return {**batch, "weight": 0, "num_tokens": 0, "stand_in": True}
@@ -286,6 +308,13 @@ class Engine:
             self.save_checkpoint()
         if self._kill_at and done == self._kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def full_state_dict(self) -> dict[str, Tensor] | None:
+        """The whole model's weights gathered from a sharded run (every process must call it; the main process gets
+        them), or None when the model is not sharded (the unwrapped model holds them)."""
+        if not self.sharded:
+            return None
+        return self.accelerator.get_state_dict(self.model)
 
     def close(self) -> None:
         """After the run (and the final save): wait for every process, then end the distributed group."""

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from bridle.config import TrainConfig, option
 from bridle.data.prompts import PromptRow, load_prompt_dataset
 from bridle.engine import Engine, StepOutput
+from bridle.engine.distributed import gather_lists, mean_over_processes, process_rank, world_size
 from bridle.engine.logging import console
 from bridle.errors import ConfigError
 from bridle.eval.monitors import HackingMonitor
@@ -71,6 +72,9 @@ class OnlineConfig(TrainConfig):
                             "endpoint[:MODEL], rm:DIR or rule:NAME")
     length_drift_bound: float = option(2.0, "warn when the mean response length exceeds this multiple of the "
                                             "first round's")
+    rollout_shards: int = option(0, "a round's prompts are sampled in this many seeded shards (whole groups); each "
+                                    "process samples its own; 0 = one per process. A 1-process run with "
+                                    "--rollout-shards N samples exactly what N processes do")
 
 
 class OnlineMethod(Method):
@@ -117,11 +121,16 @@ class OnlineMethod(Method):
         if c.judge_every and not c.judge:
             raise ConfigError("--judge-every needs --judge: local[:MODEL], endpoint[:MODEL], rm:DIR or rule:NAME "
                               "(as for `bridle eval --judge`).")
-        per_step = c.batch_size * c.grad_accum
+        shards, processes = self.shard_count(), world_size()
+        if c.rollout_shards < 0 or shards % processes or c.prompts_per_rollout % shards:
+            raise ConfigError(f"--rollout-shards {shards} must be a multiple of the {processes} processes and divide "
+                              f"--prompts-per-rollout {c.prompts_per_rollout} (each shard holds whole prompts).")
+        per_step = self.per_step
         if self.buffer_size() % per_step:
+            across = f" per process, × {processes} processes = {per_step}" if processes > 1 else ""
             raise ConfigError(f"each round yields {self.buffer_size()} responses to train on, which does not split "
-                              f"into optimizer steps of batch_size × grad_accum = {per_step}. Change "
-                              "--prompts-per-rollout, --num-samples, --batch-size or --grad-accum.")
+                              f"into optimizer steps of batch_size × grad_accum = {c.batch_size * c.grad_accum}"
+                              f"{across}. Change --prompts-per-rollout, --num-samples, --batch-size or --grad-accum.")
         if c.save_every and c.save_every % self.updates_per_round:
             raise ConfigError(f"--save-every {c.save_every} would checkpoint in the middle of a round of "
                               f"{self.updates_per_round} updates, whose sampled responses are not saved; use a "
@@ -137,9 +146,17 @@ class OnlineMethod(Method):
         return self.config.prompts_per_rollout * self.config.num_samples
 
     @property
+    def per_step(self) -> int:
+        """Responses per optimizer step over all processes (each process takes batch_size × grad_accum of them)."""
+        return self.config.batch_size * self.config.grad_accum * world_size()
+
+    @property
     def updates_per_round(self) -> int:
-        c = self.config
-        return c.update_epochs * self.buffer_size() // (c.batch_size * c.grad_accum)
+        return self.config.update_epochs * self.buffer_size() // self.per_step
+
+    def shard_count(self) -> int:
+        """Shards a round's prompts are sampled in (--rollout-shards; 0 = one per process)."""
+        return self.config.rollout_shards or world_size()
 
     def planned_steps(self) -> int:
         rounds = math.ceil(self.config.epochs * len(self.prompts) / self.config.prompts_per_rollout)
@@ -167,8 +184,8 @@ class OnlineMethod(Method):
                 for minibatch in self.minibatches(experience, round_index, epoch):
                     if engine.finished:  # --max-steps may end the run inside a round
                         return
-                    micro_batches = [self.collate(minibatch[i:i + c.batch_size])
-                                     for i in range(0, len(minibatch), c.batch_size)]
+                    mine = minibatch[process_rank()::world_size()]  # this process's share of the global batch
+                    micro_batches = [self.collate(mine[i:i + c.batch_size]) for i in range(0, len(mine), c.batch_size)]
                     step_metrics, tokens = engine.optimizer_step(micro_batches, metrics)
                     engine.after_step(step_metrics, tokens)
 
@@ -177,12 +194,13 @@ class OnlineMethod(Method):
         return math.ceil(total_steps / self.updates_per_round)
 
     def minibatches(self, experience: Sequence[Experience], round_index: int, epoch: int) -> list[list[Experience]]:
-        """One update epoch over a round's experience: a shuffle seeded by (round, epoch), cut into mini-batches of
-        batch_size × grad_accum responses, so the epoch covers every response exactly once."""
-        per_step = self.config.batch_size * self.config.grad_accum
+        """One update epoch over a round's experience (every process holds all of it): a shuffle seeded by (round,
+        epoch), cut into mini-batches of batch_size × grad_accum × processes responses, so the epoch covers every
+        response exactly once; each process trains on every N-th response of a mini-batch."""
+        per_step = self.per_step
         if len(experience) < per_step:
             raise RuntimeError(f"round {round_index} made {len(experience)} responses to train on, fewer than one "
-                               f"optimizer step's batch_size × grad_accum = {per_step}")
+                               f"optimizer step's batch_size × grad_accum × processes = {per_step}")
         order = torch.randperm(len(experience), generator=torch.Generator().manual_seed(
             self.config.seed + 1000 * round_index + epoch)).tolist()
         return [[experience[i] for i in order[start:start + per_step]]
@@ -236,23 +254,58 @@ class OnlineMethod(Method):
         return rows
 
     def make_experience(self, model: nn.Module, round_index: int) -> tuple[list[Experience], dict[str, float]]:
+        """A round's experience. The round's prompts are cut into `shard_count()` shards of whole prompts (so whole
+        GRPO / RLOO groups), each sampled with its own seed; this process samples and scores its shards and takes
+        their π_old / reference log-probs, then the processes exchange their experience, so each holds the whole
+        round and computes its advantages (and their whitening, the KL controller's KL) over all of it, as one
+        process would."""
         policy = self.policy_of(model)
         rows = self.round_prompts(round_index)
-        rollout = sample(policy, self.tokenizer, [r.prompt for r in rows], n=self.config.num_samples,
-                         settings=self.sampling(), seed=self.config.seed * 100_003 + round_index)
-        scores, metrics = self.score(rollout, rows)
-        items = [Experience(prompt_ids=p, response_ids=r, score=float(s), sample_logps=lp)
-                 for p, r, s, lp in zip(rollout.prompt_ids, rollout.response_ids, scores, rollout.token_logps)]
-        items = self.select(items)
+        per_shard = len(rows) // self.shard_count()
+        items: list[Experience] = []
+        scores: list[float] = []
+        shard_metrics = []
+        for shard in self.my_shards():
+            shard_rows = rows[shard * per_shard:(shard + 1) * per_shard]
+            rollout = sample(policy, self.tokenizer, [r.prompt for r in shard_rows], n=self.config.num_samples,
+                             settings=self.sampling(), seed=self.rollout_seed(round_index, shard))
+            shard_scores, metrics = self.score(rollout, shard_rows)
+            shard_metrics.append({**metrics, **rollout.metrics()})
+            scores.extend(float(s) for s in shard_scores)
+            items.extend(self.select([
+                Experience(prompt_ids=p, response_ids=r, score=float(s), sample_logps=lp)
+                for p, r, s, lp in zip(rollout.prompt_ids, rollout.response_ids, shard_scores, rollout.token_logps)]))
         device = next(policy.parameters()).device
         if self.uses_ratio and self.updates_per_round > 1:  # the policy moves within the round: freeze π_old now
             self.freeze_old(model, items, device)
         if self.config.beta > 0:
             for item, logps in zip(items, self.token_pass(items, lambda b: self.reference_logps(policy, b), device)):
                 item.ref_logps = logps
+        items = gather_lists(items)  # the whole round, in shard order, on every process
+        metrics = self.round_metrics(shard_metrics, gather_lists(scores))
         metrics.update(self.advantages(model, items))
-        metrics.update(rollout.metrics())
         return items, metrics
+
+    def my_shards(self) -> range:
+        """The shards of each round this process samples (consecutive ones, so rank order is shard order)."""
+        per_process = self.shard_count() // world_size()
+        return range(process_rank() * per_process, (process_rank() + 1) * per_process)
+
+    def rollout_seed(self, round_index: int, shard: int) -> int:
+        """The sampling seed of a round's shard (shard 0's is the seed a 1-shard round has always had)."""
+        return self.config.seed * 100_003 + round_index + 1_000_003 * shard
+
+    @staticmethod
+    def round_metrics(shard_metrics: Sequence[dict[str, float]], scores: Sequence[float]) -> dict[str, float]:
+        """The round's reward and rollout metrics from its shards' (equal sizes: a mean of means is the mean;
+        throughput adds up over processes; the reward's std from every score)."""
+        local = {k: sum(m[k] for m in shard_metrics) / len(shard_metrics) for k in shard_metrics[0]}
+        metrics = mean_over_processes(local)
+        if "rollout/tokens_per_s" in metrics:
+            metrics["rollout/tokens_per_s"] *= world_size()
+        values = torch.tensor(scores, dtype=torch.float32)
+        metrics["reward/std"] = float(values.std()) if len(values) > 1 else 0.0
+        return metrics
 
     def score(self, rollout: Rollout, rows: Sequence[PromptRow]) -> tuple[Tensor, dict[str, float]]:
         samples = [Sample(prompt=as_messages(rows[i].prompt, self.tokenizer), completion=text, finished=done,

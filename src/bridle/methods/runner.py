@@ -89,9 +89,14 @@ def _train(method_cls: type[Method], config: TrainConfig, fingerprint: str) -> T
     engine = Engine(config, model, method, train_items, eval_items)
     result = engine.fit()
     trained = engine.accelerator.unwrap_model(engine.model)
+    gathered = engine.full_state_dict()  # FSDP / DeepSpeed: every process takes part; None when not sharded
     if not main:
         engine.close()  # waits while the main process saves the model
         return result
+    if gathered is not None:  # a sharded run (untested here, no GPU): the gathered weights in a fresh copy
+        trained = method.build_model()
+        method.prepare_model(trained)
+        trained.load_state_dict(gathered)
     final = method.save(trained, out / "model")
     run_info.update(method.finish(trained, final))
     run_info.update(finished=time.strftime("%Y-%m-%dT%H:%M:%S"), steps=result.steps,

@@ -1,0 +1,145 @@
+"""`bridle <method> --num-processes 2` on CPU (gloo): the same global batch in 2 processes trains as 1 process does,
+each training item is seen once, only the main process writes, and a 2-process run killed mid-way resumes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from bridle.cli.main import main
+
+QA = [("What is 2 plus 2?", "2 plus 2 is 4."), ("Name a color.", "Blue is a color."),
+      ("Say hello.", "Hello!"), ("What is the capital of France?", "Paris is the capital of France."),
+      ("Count to three.", "One, two, three."), ("Spell cat.", "C, A, T.")]
+
+
+def write_chats(path: Path, rows: int) -> Path:
+    with open(path, "w") as handle:
+        for i in range(rows):
+            q, a = QA[i % len(QA)]
+            messages = [{"role": "user", "content": f"{q} ({i})"}, {"role": "assistant", "content": a}]
+            handle.write(json.dumps({"messages": messages}) + "\n")
+    return path
+
+
+def sft_flags(model_dir: Path, data: Path, out: Path) -> list[str]:
+    return ["sft", "--model", str(model_dir), "--data", str(data), "--output-dir", str(out), "--max-length", "256",
+            "--lr", "3e-3", "--seed", "3", "--log-every", "1", "--no-progress", "--no-packing",
+            "--warmup-ratio", "0.25"]
+
+
+def run_cli(args: list[str], env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "COLUMNS": "400", **(env_extra or {})}
+    return subprocess.run([sys.executable, "-m", "bridle.cli.main", *args], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def metrics(out: Path) -> list[dict]:
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+
+
+def assert_same_curves(one: Path, two: Path, keys: tuple[str, ...]) -> None:
+    a, b = metrics(one), metrics(two)
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for ra, rb in zip(a, b):
+        for key in keys:
+            assert abs(ra[key] - rb[key]) <= 1e-4 * max(1.0, abs(ra[key])), (ra["step"], key, ra[key], rb[key])
+
+
+def assert_same_weights(one: Path, two: Path, atol: float = 1e-5) -> None:
+    a, b = load_file(str(one / "model" / "model.safetensors")), load_file(str(two / "model" / "model.safetensors"))
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=atol)
+
+
+def test_two_sft_processes_match_one_with_the_same_global_batch_and_see_each_item_once(tiny_model_dir, tmp_path):
+    # 13 rows, global batch 4: the epoch's last batch has 1 row, so process 1 has no share of it (a stand-in of
+    # weight 0 keeps its gradient all-reduce paired)
+    data = write_chats(tmp_path / "chats.jsonl", rows=13)
+    one, two, seen = tmp_path / "one", tmp_path / "two", tmp_path / "seen"
+    seen.mkdir()
+    assert main(sft_flags(tiny_model_dir, data, one) + ["--batch-size", "4"]) == 0
+    done = run_cli(sft_flags(tiny_model_dir, data, two) + ["--batch-size", "2", "--num-processes", "2"],
+                   {"BRIDLE_DEBUG_SEEN_ITEMS": str(seen)})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_curves(one, two, ("loss", "grad_norm", "lr", "epoch"))
+    assert len(metrics(two)) == 4  # 4 steps, logged once (by the main process), not once per process
+    assert_same_weights(one, two)
+    batches = {rank: [[int(i) for i in line.split()] for line in (seen / f"rank-{rank}.txt").read_text().splitlines()]
+               for rank in (0, 1)}
+    assert [len(b) for b in batches[0]] == [2, 2, 2, 1] and [len(b) for b in batches[1]] == [2, 2, 2]
+    everything = [i for rank in (0, 1) for batch in batches[rank] for i in batch]
+    assert sorted(everything) == list(range(13))  # no duplicate, no gap
+    assert done.stderr.count("saved model to") == 1  # one process prints the run's notes
+    assert json.loads((two / "run.json").read_text())["num_processes"] == 2
+
+
+def test_two_process_run_killed_mid_way_resumes_to_the_weights_of_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    data = write_chats(tmp_path / "chats.jsonl", rows=16)
+    flags = ["--max-steps", "6", "--save-every", "2", "--grad-accum", "2"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(sft_flags(tiny_model_dir, data, one) + flags + ["--batch-size", "4"]) == 0
+    two_flags = sft_flags(tiny_model_dir, data, two) + flags + ["--batch-size", "2", "--num-processes", "2"]
+    killed = run_cli(two_flags, {"BRIDLE_FAULT_KILL_AT_STEP": "3"})
+    assert killed.returncode != 0 and "SIGKILL" in killed.stderr + killed.stdout
+    assert not (two / "model").exists() and (two / "checkpoints" / "step-0000002").is_dir()
+    refused = run_cli(sft_flags(tiny_model_dir, data, two) + flags + ["--batch-size", "2", "--resume"])
+    assert refused.returncode == 2 and "written by a run of 2 processes" in refused.stderr, refused.stderr[-2000:]
+    resumed = run_cli(two_flags + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr and "step-0000002" in resumed.stderr
+    assert_same_weights(one, two)
+    steps = [r["step"] for r in metrics(two)]
+    assert steps == [1, 2, 3, 4, 5, 6]  # the killed step 3 logged once, by the main process
+
+
+LETTERS = ("def letters(completions, **_):\n"
+           "    return [sum(c.isalpha() for c in t) / max(len(t), 1) for t in completions]\n")
+
+
+def test_two_grpo_processes_sample_their_shards_and_train_as_one_process(tiny_model_dir, tmp_path):
+    # a round: 4 prompts × 2 samples in 2 shards of 2 prompts; 2 optimizer steps per round, 2 rounds. One process
+    # samples both shards (--rollout-shards 2); two processes sample one each, exchange the round's experience and
+    # train on half of every global batch.
+    from bridle.data.arithmetic import write_arithmetic
+
+    prompts = write_arithmetic(tmp_path / "arithmetic.jsonl", 16, seed=1)
+    reward = tmp_path / "letters.py"
+    reward.write_text(LETTERS)
+    flags = ["grpo", "--model", str(tiny_model_dir), "--data", str(prompts), "--max-new-tokens", "6", "--lr", "3e-3",
+             "--log-every", "1", "--seed", "0", "--no-progress", "--reward", f"{reward}:letters", "--max-steps", "4",
+             "--prompts-per-rollout", "4", "--num-samples", "2", "--grad-accum", "1", "--temperature", "0.9",
+             "--top-k", "50"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(flags + ["--output-dir", str(one), "--batch-size", "4", "--rollout-shards", "2"]) == 0
+    done = run_cli(flags + ["--output-dir", str(two), "--batch-size", "2", "--num-processes", "2"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_curves(one, two, ("loss", "grad_norm", "reward/mean", "reward/std", "rollout/response_length",
+                                  "kl/ref_per_token"))
+    rewards = [r["reward/mean"] for r in metrics(two) if "loss" in r]
+    assert rewards[0] != rewards[2]  # two rounds, sampled from the policy as it trains
+    assert_same_weights(one, two)
+
+
+def test_two_dpo_processes_train_as_one_process(tiny_model_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("BRIDLE_CACHE", str(tmp_path / "cache"))
+    chat = lambda role, text: [{"role": role, "content": text}]  # noqa: E731
+    rows = [{"prompt": chat("user", f"{q} ({i})"), "chosen": chat("assistant", a), "rejected": chat("assistant", "No.")}
+            for i, (q, a) in enumerate(QA * 2)]
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    flags = ["dpo", "--model", str(tiny_model_dir), "--data", str(data), "--max-length", "128", "--lr", "1e-3",
+             "--max-steps", "3", "--log-every", "1", "--no-progress", "--seed", "1"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(flags + ["--output-dir", str(one), "--batch-size", "4"]) == 0
+    done = run_cli(flags + ["--output-dir", str(two), "--batch-size", "2", "--num-processes", "2"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_curves(one, two, ("loss", "grad_norm", "reward/margin", "reward/accuracy"))
+    assert_same_weights(one, two)
