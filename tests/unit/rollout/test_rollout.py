@@ -12,7 +12,7 @@ from bridle.methods.experience import Experience, collate_experience, response_l
 from bridle.models import tiny_causal_lm, tiny_tokenizer
 from bridle.models.tiny import EOS_ID
 from bridle.rollout import SamplingSettings, render_prompt, sample
-from bridle.rollout.rollout import truncate_logits
+from bridle.rollout.rollout import SAMPLERS, truncate_logits
 
 PROMPTS = ["What is 3 + 4?", [{"role": "user", "content": "A longer prompt, so the first one is left-padded."}]]
 
@@ -21,9 +21,11 @@ def as_experience(rollout) -> list[Experience]:
     return [Experience(prompt_ids=p, response_ids=r) for p, r in zip(rollout.prompt_ids, rollout.response_ids)]
 
 
-def test_recorded_logps_equal_a_separate_forward_pass_at_the_sampling_temperature():
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_recorded_logps_equal_a_separate_forward_pass_at_the_sampling_temperature(sampler):
     model, tokenizer = tiny_causal_lm(seed=1), tiny_tokenizer()
-    settings = SamplingSettings(max_new_tokens=10, temperature=0.7, top_k=40, top_p=0.9, batch_size=4)
+    settings = SamplingSettings(max_new_tokens=10, temperature=0.7, top_k=40, top_p=0.9, batch_size=4,
+                                sampler=sampler)
     rollout = sample(model, tokenizer, PROMPTS, n=3, settings=settings, seed=5)
     assert len(rollout) == 6 and rollout.prompt_index == [0, 0, 0, 1, 1, 1]
     batch = collate_experience(as_experience(rollout), pad_id=tokenizer.pad_token_id)
@@ -78,11 +80,12 @@ def byte_id(tokenizer, char: str) -> int:
     return ids[0]
 
 
-def test_rows_end_at_a_stop_string_at_eos_or_at_the_token_limit_and_masks_follow_lengths():
+@pytest.mark.parametrize("sampler", SAMPLERS)
+def test_rows_end_at_a_stop_string_at_eos_or_at_the_token_limit_and_masks_follow_lengths(sampler):
     tokenizer = tiny_tokenizer()
     x, y = byte_id(tokenizer, "x"), byte_id(tokenizer, "y")
     model = constant_model({x: 1.0, y: 1.0, EOS_ID: -0.4})  # P(EOS) ≈ 0.14 per step
-    settings = SamplingSettings(max_new_tokens=7, temperature=1.0, stop=("xyx",), batch_size=32)
+    settings = SamplingSettings(max_new_tokens=7, temperature=1.0, stop=("xyx",), batch_size=32, sampler=sampler)
     rollout = sample(model, tokenizer, PROMPTS, n=16, settings=settings, seed=3)
     kinds = set()
     for k in range(len(rollout)):
