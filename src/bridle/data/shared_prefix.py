@@ -20,8 +20,9 @@ of position t of plain sequence s, and the log-prob of its trained token t is re
 A sequence's reward is read at `where[s, score position]`. Sequences are numbered group by group (group 0's
 sequences first, in the order given).
 
-A group whose sequences share nothing (prompts truncated differently) gets |p| = 0: its sequences sit back to back,
-each seeing only itself, which is still exact.
+A group whose common prefix would save less than `MIN_SAVED_SHARE` of its tokens (prompts truncated differently, so
+they share nothing) is split into plain sequences, one stretch (row, or block of the padding-free row) each: a long
+stretch would widen every padded row for nothing. Any layout is exact; this one only saves time.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import torch
 from bridle.data.tokenize import IGNORE_INDEX, TokenizedExample
 
 PAD_OWNER = -1
+MIN_SAVED_SHARE = 0.1  # a group whose prefix saves less than this share of its tokens goes as plain sequences
 
 
 def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
@@ -45,6 +47,19 @@ def common_prefix_length(sequences: Sequence[Sequence[int]]) -> int:
         if any(s[n] != first[n] for s in sequences[1:]):
             return n
     return limit
+
+
+def worth_sharing(group: Sequence[TokenizedExample]) -> bool:
+    """Whether holding the group's common prefix once saves at least `MIN_SAVED_SHARE` of its tokens."""
+    plain = sum(len(e.input_ids) for e in group)
+    saved = (len(group) - 1) * common_prefix_length([e.input_ids for e in group])
+    return len(group) > 1 and saved >= MIN_SAVED_SHARE * plain
+
+
+def stretch_groups(groups: Sequence[Sequence[TokenizedExample]]) -> list[Sequence[TokenizedExample]]:
+    """The groups as laid out: each as it is when `worth_sharing`, else one single-sequence group per sequence
+    (same sequence order)."""
+    return [part for group in groups for part in ([group] if worth_sharing(group) else [[e] for e in group])]
 
 
 def _group_stretch(group: Sequence[TokenizedExample], block: int) -> tuple[list[int], list[int], list[int],
@@ -76,6 +91,7 @@ def shared_prefix_collate(groups: Sequence[Sequence[TokenizedExample]], *, pad_i
         position t ≥ 1) the flat index of the state that predicts it (where[s, t-1]), its id, its sequence s and
         its column t-1 in the shifted plain layout (B, T-1) of `causal_lm_logps`.
     """
+    groups = stretch_groups(groups)
     stretches, wheres = [], []
     for block, group in enumerate(groups):
         *stretch, where = _group_stretch(group, block)
@@ -125,10 +141,11 @@ def shared_prefix_collate(groups: Sequence[Sequence[TokenizedExample]], *, pad_i
 
 
 def stretches_lengths(groups: Sequence[Sequence[TokenizedExample]]) -> list[int]:
-    """Length of each group's stretch: its common prefix once plus every sequence's suffix."""
+    """Positions each group takes in the shared layout: its common prefix once plus every sequence's suffix when
+    `worth_sharing`, else all of its sequences."""
     lengths = []
     for group in groups:
-        p = common_prefix_length([e.input_ids for e in group])
+        p = common_prefix_length([e.input_ids for e in group]) if worth_sharing(group) else 0
         lengths.append(p + sum(len(e.input_ids) - p for e in group))
     return lengths
 
@@ -139,5 +156,5 @@ def prompt_token_share(groups: Sequence[Sequence[TokenizedExample]]) -> tuple[fl
     plain = sum(len(e.input_ids) for group in groups for e in group)
     if not plain:
         return 0.0, 1.0
-    prefix = sum(common_prefix_length([e.input_ids for e in group]) * len(group) for group in groups)
+    prefix = sum(common_prefix_length([e.input_ids for e in group]) * len(group) for group in groups if len(group) > 1)
     return prefix / plain, sum(stretches_lengths(groups)) / plain

@@ -27,9 +27,8 @@ from bridle.errors import ConfigError
 from bridle.methods.base import Method, method
 from bridle.methods.preference import PreferenceConfig, check_positive
 from bridle.methods.reference import ReferenceMixin
-from bridle.methods.sharing import PrefixSharingMixin, chosen_first
+from bridle.methods.sharing import PrefixSharingMixin, chosen_first, decoder_body
 from bridle.methods.splits import train_and_eval
-from bridle.models import unwrap
 from bridle.ops import causal_lm_logps
 from bridle.ops.shared_prefix import sequence_sums, shared_prefix_token_logps
 
@@ -63,7 +62,7 @@ class PreferenceMethod(PrefixSharingMixin, ReferenceMixin, Method):
         return pairs, eval_pairs, "\n".join(lines)
 
     def prepare_model(self, model: nn.Module) -> None:
-        self.check_prefix_sharing(unwrap(model).get_decoder())
+        self.check_prefix_sharing(decoder_body(model))
 
     def collate(self, items: Sequence[TokenizedPair]) -> dict[str, Any]:
         if self.share_prefix:

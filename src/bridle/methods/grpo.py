@@ -21,10 +21,13 @@ from bridle.errors import ConfigError
 from bridle.methods.base import method
 from bridle.methods.experience import Experience, collate_experience, per_token_pass, response_logps
 from bridle.methods.online import OnlineConfig, OnlineMethod
-from bridle.methods.sharing import PrefixSharingMixin, prefix_sharing_option
-from bridle.models import unwrap
+from bridle.methods.sharing import (
+    PrefixSharingMixin,
+    causal_lm_sharing_problem,
+    decoder_body,
+    prefix_sharing_option,
+)
 from bridle.ops import group_normalize, kl_penalty, leave_one_out
-from bridle.ops.shared_prefix import shared_prefix_problem
 
 
 @dataclass
@@ -61,13 +64,13 @@ class GroupMethod(PrefixSharingMixin, OnlineMethod):
 
     def prepare_model(self, model: nn.Module) -> None:
         super().prepare_model(model)
-        self.check_prefix_sharing(unwrap(self.policy_of(model)).get_decoder())
+        self.check_prefix_sharing(decoder_body(self.policy_of(model)))
 
     def before_training(self, model: nn.Module, train_items: Sequence[Any], eval_items: Sequence[Any]) -> None:
         super().before_training(model, train_items, eval_items)
         reference = getattr(self, "reference", None)
         if self.share_prefix and reference is not None:  # a separate --reference-model goes through them too
-            problem = shared_prefix_problem(unwrap(reference).get_decoder(), max_length=self.config.max_length)
+            problem = causal_lm_sharing_problem(reference, max_length=self.config.max_length)
             if problem is not None:
                 self.prefix_sharing_off(problem)
 

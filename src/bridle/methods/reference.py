@@ -29,11 +29,11 @@ from bridle.data.shared_prefix import shared_prefix_collate, stretches_lengths
 from bridle.data.tokenize import TokenizedExample
 from bridle.data.unpaired import sequences_collate
 from bridle.engine.logging import console
-from bridle.methods.sharing import fallback_notice
+from bridle.methods.sharing import causal_lm_sharing_problem, fallback_notice
 from bridle.models import cache_dir, load_causal_lm, model_fingerprint, unwrap
 from bridle.models.lora import is_peft
 from bridle.ops import causal_lm_logps
-from bridle.ops.shared_prefix import sequence_sums, shared_prefix_problem, shared_prefix_token_logps
+from bridle.ops.shared_prefix import sequence_sums, shared_prefix_token_logps
 
 
 def weights_digest(model: nn.Module) -> str:
@@ -212,7 +212,7 @@ def reference_logps(policy: nn.Module, sequences: Sequence[TokenizedExample], *,
         if reference is not policy:
             reference.to(next(policy.parameters()).device)
         if group_size > 1:
-            problem = shared_prefix_problem(unwrap(reference).get_decoder(), max_length=max_length)
+            problem = causal_lm_sharing_problem(reference, max_length=max_length)
             if problem is not None:
                 (log or console.print)(fallback_notice(problem))
                 group_size = 0

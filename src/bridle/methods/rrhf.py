@@ -15,9 +15,8 @@ from bridle.data.ranked import ranked_grid
 from bridle.data.shared_prefix import shared_prefix_collate
 from bridle.engine import StepOutput
 from bridle.methods.base import Method, method
-from bridle.methods.sharing import PrefixSharingMixin, prefix_sharing_option
+from bridle.methods.sharing import PrefixSharingMixin, decoder_body, prefix_sharing_option
 from bridle.methods.splits import train_and_eval
-from bridle.models import unwrap
 from bridle.ops import causal_lm_logps
 from bridle.ops.shared_prefix import sequence_sums, shared_prefix_token_logps
 
@@ -45,7 +44,7 @@ class RRHF(PrefixSharingMixin, Method):
         return items, eval_items, "\n".join(lines)
 
     def prepare_model(self, model: nn.Module) -> None:
-        self.check_prefix_sharing(unwrap(model).get_decoder())
+        self.check_prefix_sharing(decoder_body(model))
 
     def collate(self, items: Sequence[TokenizedRanked]) -> dict[str, Any]:
         if self.share_prefix:  # each prompt once, its K responses after it (bridle.data.shared_prefix)

@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from bridle.config import option
 from bridle.engine.logging import console
+from bridle.models import unwrap
 from bridle.ops.shared_prefix import shared_prefix_problem
 
 PREFIX_SHARING_HELP = ("hold each prompt once in a batch, its responses after it (a mask keeps them apart; same "
@@ -23,6 +24,20 @@ def prefix_sharing_option(default: bool = True) -> Any:
 
 def fallback_notice(problem: str) -> str:
     return f"prefix sharing off: {problem}; batches use the plain layout (--no-prefix-sharing skips this check)"
+
+
+def decoder_body(model: nn.Module) -> nn.Module | None:
+    """The decoder body of a causal LM (under peft/accelerate wrappers), which shared batches run through."""
+    base = unwrap(model)
+    return base.get_decoder() if hasattr(base, "get_decoder") else None
+
+
+def causal_lm_sharing_problem(model: nn.Module, *, max_length: int) -> str | None:
+    """Why the causal LM `model` cannot run prefix-shared batches exactly (`shared_prefix_problem`), or None."""
+    body = decoder_body(model)
+    if body is None:
+        return "the model exposes no decoder body (get_decoder)"
+    return shared_prefix_problem(body, max_length=max_length)
 
 
 def chosen_first(values: Tensor) -> Tensor:
@@ -41,12 +56,14 @@ class PrefixSharingMixin:
     def share_prefix(self) -> bool:
         return bool(getattr(self.config, "prefix_sharing", False)) and self._sharing_problem is None
 
-    def check_prefix_sharing(self, body: nn.Module) -> bool:
-        """Probe `body` (the decoder the batches go through) once; print a one-line notice and use the plain
-        layout from now on when it cannot run shared batches exactly. Returns `share_prefix`."""
+    def check_prefix_sharing(self, body: nn.Module | None) -> bool:
+        """Probe `body` (the decoder the batches go through; None: the model exposes none) once; print a one-line
+        notice and use the plain layout from now on when it cannot run shared batches exactly. Returns
+        `share_prefix`."""
         if not getattr(self.config, "prefix_sharing", False):
             return False
-        problem = shared_prefix_problem(body, max_length=self.config.max_length)
+        problem = ("the model exposes no decoder body (get_decoder)" if body is None
+                   else shared_prefix_problem(body, max_length=self.config.max_length))
         if problem is not None:
             self.prefix_sharing_off(problem)
         return self.share_prefix

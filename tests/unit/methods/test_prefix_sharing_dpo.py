@@ -46,7 +46,7 @@ def test_the_key_switches_the_layout() -> None:
     model = tiny_architecture("llama")
     _, shared = step_loss(DPO, DPOConfig, model, prefix_sharing=True)
     _, plain = step_loss(DPO, DPOConfig, model, prefix_sharing=False)
-    assert shared["input_ids"].shape[0] == len(PAIRS)
+    assert shared["input_ids"].shape[0] == len(PAIRS) + 1  # a row per pair; pair 3 shares nothing: 2 rows
     assert plain["input_ids"].shape[0] == 2 * len(PAIRS)
     assert int((shared["owner"] >= 0).sum()) < int(plain["attention_mask"].sum())
     assert shared["num_tokens"] == int(plain["num_tokens"])  # throughput counts the data's tokens either way
@@ -70,7 +70,7 @@ def test_family_losses_equal_the_unshared_ones(method_cls, config_cls, keys, pad
     model = tiny_architecture("qwen2")
     got, batch = step_loss(method_cls, config_cls, model, prefix_sharing=True, padding_free=padding_free, **keys)
     want, _ = step_loss(method_cls, config_cls, model, prefix_sharing=False, **keys)
-    assert batch["input_ids"].shape[0] == (1 if padding_free else len(PAIRS))
+    assert batch["input_ids"].shape[0] == (1 if padding_free else len(PAIRS) + 1)
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     for a, b in zip(grads(got, model), grads(want, model)):
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)

@@ -49,7 +49,7 @@ def test_shared_rewards_and_loss_equal_the_unshared_ones(arch: str, padding_free
     method.prepare_model(model)
     assert method.share_prefix
     batch = method.collate(items)
-    assert batch["input_ids"].shape[0] == (1 if padding_free else len(items))
+    assert batch["input_ids"].shape[0] == (1 if padding_free else len(items) + 1)  # the last pair: 2 plain rows
     chosen, rejected = hand_rewards(model, items)
     rewards = chosen_first(shared_reward_scores(model, batch))
     torch.testing.assert_close(rewards, torch.cat([chosen, rejected]), rtol=1e-5, atol=1e-5)
@@ -68,7 +68,8 @@ def test_the_key_switches_the_layout_and_keeps_the_loss() -> None:
     on = RewardModelling(RMConfig(prefix_sharing=True), tiny_tokenizer())
     off = RewardModelling(RMConfig(prefix_sharing=False), tiny_tokenizer())
     shared, plain = on.collate(items), off.collate(items)
-    assert shared["input_ids"].shape[0] == len(items) and plain["input_ids"].shape[0] == 2 * len(items)
+    assert shared["input_ids"].shape[0] == len(items) + 1  # a row per pair; the last pair shares nothing: 2 rows
+    assert plain["input_ids"].shape[0] == 2 * len(items)
     assert shared["num_tokens"] == plain["num_tokens"]  # throughput counts the data's tokens either way
     with torch.no_grad():
         torch.testing.assert_close(on.step(model, shared).loss, off.step(model, plain).loss, rtol=1e-5, atol=1e-6)

@@ -59,17 +59,6 @@ def test_shared_token_logps_equal_plain_ones(arch: str, one_row: bool) -> None:
     assert counts.tolist() == [len(w) for w in want]
 
 
-def test_shared_layout_has_one_row_per_group_and_fewer_tokens() -> None:
-    padded = shared_prefix_collate(GROUPS, pad_id=2)
-    assert padded["input_ids"].shape[0] == len(GROUPS)
-    plain_tokens = sum(len(e.input_ids) for g in GROUPS for e in g)
-    # shared: group 0 keeps its 6-token prompt once (saves 6), group 1 saves 3+3, group 3 saves 5 ([1,100,101,110,
-    # 111]), group 4 saves 5; group 2 shares nothing
-    assert int(padded["num_tokens"]) == plain_tokens - 6 - 6 - 5 - 5
-    one_row = shared_prefix_collate(GROUPS, pad_id=2, one_row=True)
-    assert one_row["input_ids"].shape == (1, int(padded["num_tokens"]))
-
-
 def test_gradients_equal_plain_ones() -> None:
     model = tiny_architecture("qwen2")
     batch = shared_prefix_collate(GROUPS[:2], pad_id=2)
@@ -95,15 +84,6 @@ def test_plain_token_grid_matches_causal_lm_logps_per_row() -> None:
             torch.testing.assert_close(grid[s, :n], plain.per_row()[0], atol=1e-5, rtol=1e-5)
             assert mask[s, :n].equal(plain.mask[0])
             assert not mask[s, n:].any()
-
-
-def test_second_response_is_predicted_from_the_last_prompt_position() -> None:
-    batch = shared_prefix_collate([GROUPS[0]], pad_id=2)
-    # row: prompt 0..5, response 1 at 6..8, response 2 at 9..13; response 2's first token (60) is read at 5
-    first_of_second = int((batch["token_sequence"] == 1).nonzero()[0])
-    assert int(batch["sources"][first_of_second]) == 5
-    assert int(batch["targets"][first_of_second]) == 60
-    assert batch["position_ids"][0].tolist() == [0, 1, 2, 3, 4, 5, 6, 7, 8, 6, 7, 8, 9, 10]
 
 
 def test_flash_attention_and_short_sliding_windows_fall_back() -> None:
