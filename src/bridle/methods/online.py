@@ -35,6 +35,7 @@ from bridle.methods.splits import split_eval
 from bridle.models import load_causal_lm, unwrap
 from bridle.models.lora import is_peft
 from bridle.rollout import Rollout, SamplingSettings, as_messages, sample
+from bridle.rollout.vllm_backend import BACKENDS, VLLMSampler, check_backend
 
 
 @dataclass
@@ -60,6 +61,9 @@ class OnlineConfig(TrainConfig):
     top_k: int = option(0, "sample from the k most likely tokens; 0 = all")
     stop: str = option("", "stop strings, separated by `|` (a response also stops at EOS)")
     generation_batch_size: int = option(32, "rows per generate call")
+    sampler: str = option("fast", "how the policy is sampled: fast (Bridle's decode loop: each prompt prefilled once "
+                                  "for its samples, finished rows dropped) or hf (HF generate, as before issue 17: "
+                                  "a seed gives the samples it gave then)", ("fast", "hf"))
     beta: float = option(0.04, "KL coefficient β (to the frozen reference); 0 = no reference model at all")
     kl_estimator: str = option("k1", "per-token KL estimator for penalties in the reward", ("k1", "k2", "k3"))
     clip_eps: float = option(0.2, "PPO ratio clip range ε")
@@ -72,6 +76,12 @@ class OnlineConfig(TrainConfig):
                             "endpoint[:MODEL], rm:DIR or rule:NAME")
     length_drift_bound: float = option(2.0, "warn when the mean response length exceeds this multiple of the "
                                             "first round's")
+    rollout_backend: str = option("hf", "what samples the rounds: hf (transformers, CPU or GPU) or vllm (GPU, "
+                                        "colocated; untested in Bridle's suite, see docs/scaling.md)", BACKENDS)
+    vllm_gpu_memory_utilization: float = option(0.3, "with --rollout-backend vllm: share of the GPU's memory vLLM "
+                                                     "may take (the rest is training's)")
+    vllm_sleep: bool = option(True, "with --rollout-backend vllm: free vLLM's memory while the policy trains "
+                                    "(vLLM sleep mode)")
     rollout_shards: int = option(0, "a round's prompts are sampled in this many seeded shards (whole groups); each "
                                     "process samples its own; 0 = one per process. A 1-process run with "
                                     "--rollout-shards N samples exactly what N processes do")
@@ -90,6 +100,7 @@ class OnlineMethod(Method):
         self.monitor = HackingMonitor(length_bound=self.config.length_drift_bound)
         self.initial_answers: list[str] | None = None  # the starting policy's greedy held-out answers
         self.judge: Any = None  # the --judge of --judge-every, built in before_training
+        self.vllm: VLLMSampler | None = None  # --rollout-backend vllm: the colocated engine, built in before_training
 
     # -- data ---------------------------------------------------------------------------------------------------
     def build_datasets(self) -> tuple[list[PromptRow], list[PromptRow], str]:
@@ -116,6 +127,7 @@ class OnlineMethod(Method):
         for key in ("prompts_per_rollout", "num_samples", "update_epochs", "max_new_tokens", "batch_size"):
             if getattr(c, key) < 1:
                 raise ConfigError(f"key {key!r} must be >= 1; got {getattr(c, key)}.")
+        check_backend(c.rollout_backend, lora=c.lora)
         if c.judge_every < 0:
             raise ConfigError(f"key 'judge_every' must be >= 0; got {c.judge_every}.")
         if c.judge_every and not c.judge:
@@ -212,6 +224,11 @@ class OnlineMethod(Method):
         if getattr(self, "reward", None) is None:  # callers that skip build_datasets (programmatic use, tests)
             self.reward = self._build_reward()
         self.reference = self._build_reference(self.policy_of(model))
+        if self.config.rollout_backend == "vllm":
+            c = self.config
+            self.vllm = VLLMSampler(c.model, gpu_memory_utilization=c.vllm_gpu_memory_utilization,
+                                    dtype=c.model_dtype, max_model_len=c.max_prompt_length + c.max_new_tokens,
+                                    seed=c.seed, sleep_mode=c.vllm_sleep)
         if self.config.judge_every:
             from bridle.feedback.judge_spec import build_judge
 
@@ -237,10 +254,10 @@ class OnlineMethod(Method):
         if evaluation:
             return SamplingSettings(max_new_tokens=c.eval_max_new_tokens or c.max_new_tokens, temperature=0.0,
                                     stop=stop, max_prompt_length=c.max_prompt_length,
-                                    batch_size=c.generation_batch_size)
+                                    batch_size=c.generation_batch_size, sampler=c.sampler)
         return SamplingSettings(max_new_tokens=c.max_new_tokens, temperature=c.temperature, top_p=c.top_p,
                                 top_k=c.top_k, stop=stop, max_prompt_length=c.max_prompt_length,
-                                batch_size=c.generation_batch_size)
+                                batch_size=c.generation_batch_size, sampler=c.sampler)
 
     # -- rounds -------------------------------------------------------------------------------------------------
     def round_prompts(self, round_index: int) -> list[PromptRow]:
@@ -265,16 +282,19 @@ class OnlineMethod(Method):
         items: list[Experience] = []
         scores: list[float] = []
         shard_metrics = []
+        if self.vllm is not None:  # the policy moved since the last round: vLLM samples from its weights now
+            self.vllm.push_weights(policy)
         for shard in self.my_shards():
             shard_rows = rows[shard * per_shard:(shard + 1) * per_shard]
-            rollout = sample(policy, self.tokenizer, [r.prompt for r in shard_rows], n=self.config.num_samples,
-                             settings=self.sampling(), seed=self.rollout_seed(round_index, shard))
+            rollout = self.sample_prompts(policy, [r.prompt for r in shard_rows], self.rollout_seed(round_index, shard))
             shard_scores, metrics = self.score(rollout, shard_rows)
             shard_metrics.append({**metrics, **rollout.metrics()})
             scores.extend(float(s) for s in shard_scores)
             items.extend(self.select([
                 Experience(prompt_ids=p, response_ids=r, score=float(s), sample_logps=lp)
                 for p, r, s, lp in zip(rollout.prompt_ids, rollout.response_ids, shard_scores, rollout.token_logps)]))
+        if self.vllm is not None:
+            self.vllm.sleep()  # its memory back to training until the next round
         device = next(policy.parameters()).device
         if self.uses_ratio and self.updates_per_round > 1:  # the policy moves within the round: freeze π_old now
             self.freeze_old(model, items, device)
@@ -285,6 +305,13 @@ class OnlineMethod(Method):
         metrics = self.round_metrics(shard_metrics, gather_lists(scores))
         metrics.update(self.advantages(model, items))
         return items, metrics
+
+    def sample_prompts(self, policy: nn.Module, prompts: Sequence[Any], seed: int) -> Rollout:
+        """`num_samples` responses per prompt from the policy: HF sampling, or the colocated vLLM engine."""
+        if self.vllm is not None:
+            return self.vllm.sample(self.tokenizer, prompts, n=self.config.num_samples, settings=self.sampling(),
+                                    seed=seed)
+        return sample(policy, self.tokenizer, prompts, n=self.config.num_samples, settings=self.sampling(), seed=seed)
 
     def my_shards(self) -> range:
         """The shards of each round this process samples (consecutive ones, so rank order is shard order)."""
