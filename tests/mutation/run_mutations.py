@@ -282,6 +282,22 @@ MUTANTS: list[Mutant] = [
     Mutant("ops-masked-mean-over-all-entries", "ops/masked.py",
            "return (values * mask).sum() / mask.sum().clamp(min=1)", "return (values * mask).mean()",
            (f"{O}/test_ppo.py",)),
+    # -- prefix-shared batches (issue 17): the same numbers as one row per sequence --------------------------------
+    Mutant("shared-prefix-token-read-at-its-row-neighbour", "data/shared_prefix.py", "sources.append(flat[t - 1])",
+           "sources.append(flat[t] - 1)", ("tests/unit/data/test_shared_prefix.py",
+                                           f"{OPS}/test_shared_prefix_logps.py", "-k", "pair_layout or llama")),
+    Mutant("shared-prefix-positions-run-on-along-the-row", "data/shared_prefix.py",
+           "positions.extend(range(p, p + len(suffix)))",
+           "positions.extend(range(len(positions), len(positions) + len(suffix)))",
+           (f"{OPS}/test_shared_prefix_logps.py", "-k", "equal_plain_ones and gpt2")),
+    Mutant("shared-prefix-responses-see-each-other", "ops/shared_prefix.py",
+           "visible = same_block & not_after & ((owner_k == 0) | (owner_k == owner_q))",
+           "visible = same_block & not_after", (f"{OPS}/test_shared_prefix_logps.py", "-k", "equal_plain_ones")),
+    Mutant("shared-prefix-pairs-not-reordered", "methods/sharing.py", "return values.view(-1, 2).t().reshape(-1)",
+           "return values", (f"{M}/test_prefix_sharing_dpo.py", "-k", "loss_and_gradient and llama")),
+    Mutant("shared-prefix-experience-not-in-item-order", "methods/experience.py",
+           "batch[name] = batch[name][order]", "batch[name] = batch[name]",
+           (f"{M}/test_prefix_sharing_online.py", "-k", "group_step and qwen2")),
 ]
 
 
