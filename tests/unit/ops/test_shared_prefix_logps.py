@@ -107,3 +107,16 @@ def test_a_model_that_ignores_the_mask_is_caught_by_the_probe() -> None:
 
     body.forward = ignoring_mask
     assert "differ" in shared_prefix_problem(body, max_length=64)
+
+
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_bf16_weights_and_bf16_autocast_take_the_mask(attn: str) -> None:
+    """The mask follows the weights' dtype (a bf16 model gets a bf16 mask); under autocast it stays fp32 and the
+    kernels cast it. Either way the result matches the plain path at bf16 precision."""
+    for model, autocast in ((tiny_architecture("llama", attn_implementation=attn).to(torch.bfloat16), False),
+                            (tiny_architecture("qwen2", attn_implementation=attn), True)):
+        batch = shared_prefix_collate(GROUPS[:2], pad_id=2)
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=autocast):
+            got, _ = shared_prefix_token_logps(model, batch)
+            want = torch.cat(plain_token_logps(model, GROUPS[:2]))
+        torch.testing.assert_close(got, want, atol=2e-2, rtol=2e-2)
