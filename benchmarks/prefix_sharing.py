@@ -1,11 +1,12 @@
 """Prefix sharing on its own: forward + backward of the same hh-rlhf pairs, prefix-shared against plain rows.
 
-    python benchmarks/prefix_sharing.py [--pairs 4] [--repeats 5] [--max-length 512] [--method dpo|rm]
+    python benchmarks/prefix_sharing.py [--pairs 4] [--repeats 5] [--max-length 512] [--method dpo|rm] [--profile]
 
 The deciding measurement for `--prefix-sharing`'s default. Model: the embedded SmolLM2-135M (a causal LM for dpo,
 a 1-label classifier for rm), fp32, sdpa. Data: the first `--pairs` hh-rlhf harmless-base test pairs, tokenized by
-Bridle. One timed unit = collate + the method's `step` (log-probs or rewards and the loss) + backward, alternating
-shared and plain so load drifts hit both alike; the median of `--repeats` after one warm-up each. Prints ONE JSON
+Bridle (pairs longer than --max-length are truncated as training truncates them). One timed unit = collate + the
+method's `step` (log-probs or rewards and the loss) + backward, alternating shared and plain so load drifts hit
+both alike; the median of `--repeats` after one warm-up each. Prints ONE JSON
 line: the prompt-token share of the data, tokens per layout, median seconds, the speed-up, and both losses (equal
 within float tolerance).
 """
@@ -31,6 +32,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--method", choices=("dpo", "rm"), default="dpo")
+    parser.add_argument("--profile", action="store_true",
+                        help="after timing, one profiled unit per layout: the top ops by CPU time, on stderr")
     args = parser.parse_args()
 
     from bridle.data import load_rows, normalize
@@ -70,6 +73,15 @@ def main() -> int:
             if repeat:
                 times[key].append(elapsed)
             losses[key] = float(loss.detach())
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        for key, method in methods.items():
+            model.zero_grad(set_to_none=True)
+            with profile(activities=[ProfilerActivity.CPU]) as prof:
+                method.step(model, method.collate(pairs)).loss.backward()
+            print(f"--- profile, prefix_sharing={key}", file=sys.stderr)
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12), file=sys.stderr)
     shared_s, plain_s = statistics.median(times["True"]), statistics.median(times["False"])
     print(json.dumps({"benchmark": "prefix_sharing", "method": args.method, "pairs": len(pairs),
                       "prompt_token_share": round(share, 3), "shared_tokens_share": round(kept, 3),
