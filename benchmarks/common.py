@@ -104,8 +104,12 @@ def trl_step_timer(step_times: list[StepTime], losses: list[float], batch_tokens
 
 # -- children --------------------------------------------------------------------------------------------------------
 def child_env(work: Path) -> dict[str, str]:
-    """The environment of a child: offline hub and datasets, a private datasets cache, quiet libraries."""
+    """The environment of a child: offline hub and datasets, a private datasets cache, quiet libraries, no Hub
+    kernels (transformers 5.25 depends on `kernels` and kernelizes every model it loads unless USE_HUB_KERNELS=0, so
+    which layers run depends on the kernels version and cache; with it off every transformers version runs the same
+    torch code, see "Peer versions" in docs/benchmarks.md)."""
     return {**os.environ, "TOKENIZERS_PARALLELISM": "false", "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+            "USE_HUB_KERNELS": "0",
             "HF_DATASETS_CACHE": str(work / "hf-datasets"), "TRANSFORMERS_VERBOSITY": "error",
             "PYTHONWARNINGS": "ignore"}
 
@@ -127,7 +131,7 @@ def run_child_script(script: str | Path, args: list[str], work: Path, label: str
 
 
 # -- versions and the final line ------------------------------------------------------------------------------------
-VERSIONED = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "tokenizers", "bridle-lm")
+VERSIONED = ("torch", "transformers", "accelerate", "peft", "trl", "datasets", "tokenizers", "kernels", "bridle-lm")
 
 
 def versions() -> dict[str, str]:
@@ -147,8 +151,10 @@ def versions() -> dict[str, str]:
 
 
 def print_final(line: dict[str, Any]) -> None:
-    """A benchmark's one JSON line on stdout, with the `versions` it was measured with."""
-    print(json.dumps({**line, "versions": versions()}), flush=True)
+    """A benchmark's one JSON line on stdout, with the `versions` it was measured with and the load averages (1, 5,
+    15 min) at its end: a step time taken on a loaded machine says nothing about either framework."""
+    print(json.dumps({**line, "load_avg_end": [round(x, 2) for x in os.getloadavg()], "versions": versions()}),
+          flush=True)
 
 
 def print_result(result: dict[str, Any]) -> None:
