@@ -363,3 +363,26 @@ def test_ppo_shared_critic_reads_old_logps_and_values_from_one_pass_equal_to_sep
     model.policy.get_decoder().register_forward_hook(lambda *a: calls.__setitem__("n", calls["n"] + 1))
     method.advantages(model, items)
     assert calls["n"] == 0
+
+
+@pytest.mark.parametrize("sampler", ["fast", "hf"])
+def test_the_sampler_key_reaches_the_rounds_and_the_greedy_evaluation(tiny_model_dir, monkeypatch, sampler):
+    import bridle.rollout.rollout as rollout_module
+
+    used: list[str] = []
+    for name in ("decode", "hf_decode"):
+        real = getattr(rollout_module, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            used.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(rollout_module, name, spy)
+    config = GRPOConfig(model=str(tiny_model_dir), reward=REWARD, prompts_per_rollout=2, num_samples=2,
+                        batch_size=2, grad_accum=2, max_new_tokens=3, beta=0.0, sampler=sampler)
+    method = GRPO(config, tiny_tokenizer())
+    model = method.build_model()
+    method.before_training(model, rows(2), rows(2))
+    method.make_experience(model, 0)
+    assert method.greedy_answers(model).texts
+    assert len(used) >= 2 and set(used) == {"decode" if sampler == "fast" else "hf_decode"}
