@@ -186,7 +186,7 @@ class Engine:
             record_seen(indices, self.accelerator.process_index)
             return self.objective.collate([self.train_items[i] for i in indices])
         batch = self.objective.collate([self.train_items[0]])
-        return {**batch, "weight": 0, "num_tokens": 0, "stand_in": True}
+        return {**batch, "weight": 0, "num_tokens": 0}
 
     def optimizer_step(self, batches: Sequence[dict[str, Any]], extra_metrics: dict[str, float] | None = None
                        ) -> tuple[dict[str, float], int]:
