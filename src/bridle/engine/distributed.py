@@ -28,6 +28,18 @@ def launched() -> bool:
     return "LOCAL_RANK" in os.environ or "WORLD_SIZE" in os.environ
 
 
+def check_process_count(config: Any) -> None:
+    """`num_processes` must be the launch's: a run that asks for N processes but was not launched in N (a recipe
+    stage, a programmatic `run`, an `accelerate launch` of another size) is refused, not trained in another shape."""
+    from bridle.errors import ConfigError
+
+    wanted, running = int(getattr(config, "num_processes", 1)), world_size()
+    if wanted > 1 and wanted != running:
+        raise ConfigError(f"num_processes is {wanted}, but this run has {running} process(es). `bridle <method> "
+                          "--num-processes N` launches them itself; under `accelerate launch` leave --num-processes "
+                          "out (the launch sets it); recipe stages run in one process.")
+
+
 def use_cpu_backend() -> bool:
     """Whether accelerate must be told `cpu=True`: several processes and no CUDA device. Accelerate sets up
     torch.distributed over gloo (MULTI_CPU) only then; without it each process would think it runs alone."""

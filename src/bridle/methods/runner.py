@@ -16,7 +16,7 @@ from transformers import set_seed
 import bridle
 from bridle.config import TrainConfig, to_dict
 from bridle.engine import Engine, TrainResult
-from bridle.engine.distributed import process_rank, world_size
+from bridle.engine.distributed import check_process_count, process_rank, world_size
 from bridle.engine.logging import console
 from bridle.engine.rundir import claim_run_dir
 from bridle.methods.base import Method, output_dir_for
@@ -51,6 +51,7 @@ def run(method_cls: type[Method], config: TrainConfig) -> TrainResult:
     its lock, a check that the dir holds no other run and that --resume has a checkpoint of this config, both made
     before anything loads)."""
     config.output_dir = output_dir_for(config, method_cls.name)  # runs/<method> by default
+    check_process_count(config)
     with claim_run_dir(config, method_cls.name) as fingerprint:
         return _train(method_cls, config, fingerprint)
 

@@ -73,3 +73,14 @@ def test_checkpoints_and_accumulation_are_refused_where_not_wired_for_sharded_mo
     with pytest.raises(ConfigError, match="--grad-accum under DeepSpeed"):
         check_sharded_config(TrainConfig(grad_accum=2), "DeepSpeed")
     check_sharded_config(TrainConfig(), "FSDP")
+
+
+def test_a_run_not_launched_in_the_processes_it_asks_for_is_refused(monkeypatch):
+    from bridle.engine.distributed import check_process_count
+
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    with pytest.raises(ConfigError, match="num_processes is 2, but this run has 1 process"):
+        check_process_count(TrainConfig(num_processes=2))
+    check_process_count(TrainConfig())
+    monkeypatch.setenv("WORLD_SIZE", "8")  # `accelerate launch` of 8 without --num-processes: the launch decides
+    check_process_count(TrainConfig())
