@@ -7,14 +7,15 @@ a 1-label classifier for rm), fp32, sdpa. Data: the first `--pairs` hh-rlhf harm
 Bridle (pairs longer than --max-length are truncated as training truncates them). One timed unit = collate + the
 method's `step` (log-probs or rewards and the loss) + backward, alternating shared and plain so load drifts hit
 both alike; the median of `--repeats` after one warm-up each. Prints ONE JSON
-line: the prompt-token share of the data, tokens per layout, median seconds, the speed-up, and both losses (equal
-within float tolerance).
+line: the prompt-token share of the data, tokens per layout, median wall and process-CPU seconds (the steadier figure
+on a shared machine), the speed-ups, and both losses (equal within float tolerance).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import time
@@ -60,18 +61,21 @@ def main() -> int:
     model = load_causal_lm(path) if args.method == "dpo" else methods["True"].build_model()
     model.train()
     times: dict[str, list[float]] = {"True": [], "False": []}
+    cpu: dict[str, list[float]] = {"True": [], "False": []}  # process CPU seconds: steadier on a shared machine
     losses: dict[str, float] = {}
     for repeat in range(args.repeats + 1):
         for key, method in methods.items():
             model.zero_grad(set_to_none=True)
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             batch = method.collate(pairs)
             loss = method.step(model, batch).loss
             loss.backward()
-            elapsed = time.perf_counter() - t0
-            print(f"repeat {repeat} shared={key}: {elapsed:.2f} s, loss {float(loss.detach()):.6f}", file=sys.stderr)
+            elapsed, cpu_s = time.perf_counter() - t0, time.process_time() - c0
+            print(f"repeat {repeat} shared={key}: {elapsed:.2f} s wall, {cpu_s:.2f} s CPU, "
+                  f"loss {float(loss.detach()):.6f}", file=sys.stderr)
             if repeat:
                 times[key].append(elapsed)
+                cpu[key].append(cpu_s)
             losses[key] = float(loss.detach())
     if args.profile:
         from torch.profiler import ProfilerActivity, profile
@@ -87,7 +91,11 @@ def main() -> int:
                       "prompt_token_share": round(share, 3), "shared_tokens_share": round(kept, 3),
                       "plain_tokens": sum(len(s.input_ids) for g in groups for s in g),
                       "shared_seconds": round(shared_s, 3), "plain_seconds": round(plain_s, 3),
-                      "speedup": round(plain_s / shared_s, 3), "loss_shared": losses["True"],
+                      "speedup": round(plain_s / shared_s, 3),
+                      "shared_cpu_seconds": round(statistics.median(cpu["True"]), 3),
+                      "plain_cpu_seconds": round(statistics.median(cpu["False"]), 3),
+                      "cpu_speedup": round(statistics.median(cpu["False"]) / statistics.median(cpu["True"]), 3),
+                      "load_avg_1m": round(os.getloadavg()[0], 2), "loss_shared": losses["True"],
                       "loss_plain": losses["False"], "torch_threads": torch.get_num_threads()}))
     return 0
 
