@@ -2,7 +2,8 @@
 prompts, group size and lengths, in one run.
 
     python benchmarks/grpo.py [--steps N] [--warmup N] [--group-size G] [--prompts-per-step P]
-                              [--max-new-tokens T] [--batch-size B] [--data FILE] [--quick]
+                              [--max-new-tokens T] [--batch-size B] [--data FILE] [--sampler fast|hf]
+                              [--profile] [--quick]
 
 Prints ONE JSON line to stdout (progress goes to stderr). Model: the embedded SmolLM2-135M-Instruct in fp32, loaded
 by both frameworks from the same HF directory. Prompts: the project's arithmetic problems
@@ -22,8 +23,10 @@ completion then over completions (Bridle loss_aggregation="sequence" = TRL loss_
 AdamW, clipping at 1.0, no gradient checkpointing, no eval. One warm-up step is run and not measured.
 
 Each framework runs in its own subprocess so its peak RSS (resource.getrusage) is its own. Per optimizer step we time:
-  generation  Bridle: the `bridle.rollout.sample` call (chat template, tokenize, HF generate with Bridle's logits
-              processor, decode); TRL: `GRPOTrainer._generate` (chat template, tokenize, HF generate, decode).
+  generation  Bridle: the `bridle.rollout.sample` call (chat template, tokenize, Bridle's decode loop (`--sampler fast`,
+              the default: each prompt prefilled once for its G samples, finished rows dropped) or HF generate with
+              Bridle's logits processor (`--sampler hf`), decode); TRL: `GRPOTrainer._generate` (chat template,
+              tokenize, HF generate, decode).
   experience  generation + rewards + reference log-probs + advantages (Bridle: `make_experience`;
               TRL: `_generate_and_score_completions`).
   step        the whole optimizer step (Bridle: from the previous step's end to the end of
@@ -33,6 +36,15 @@ rollout tokens/s = generated completion tokens (up to and including EOS; TRL: it
 seconds. update tokens/s = prompt + completion tokens (non-pad) of the micro-batches the loss runs on / update
 seconds. Ratios are Bridle / TRL. Sampling is random in both, so completion lengths and rewards differ between the
 frameworks; mean completion length and the mean reward each saw are reported next to the rates.
+
+How far from the limit: rollout_bound_tokens_per_s = matmul peak / FLOPs per decoded token, where the peak is the best
+fp32 `F.linear` rate on the model's projection shapes measured in this same run (as benchmarks/sft.py does) and FLOPs
+per decoded token = 2 · parameters (every weight, the tied embedding as the LM head, multiplies once per token) +
+4 · layers · hidden · mean context (QKᵀ and attention·V over the prompt plus half the completion). It leaves out the
+prompts' prefill (Bridle: once per prompt; TRL: once per sample), so it is a bound on decoding alone.
+`--profile` also runs torch.profiler over the last measured generation call of each framework and reports its
+heaviest operators (self CPU time): where the generation time goes. The profiler slows that call, so only use the
+rates of a run without it.
 """
 
 from __future__ import annotations
@@ -43,6 +55,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -69,13 +82,16 @@ COUNTS = {
     "completions_per_s": "completions trained on / whole optimizer-step seconds (generation included)",
     "mean_reward": "mean math_exact_match reward over every step's completions, warm-up included",
     "peak_gib": "peak RSS of the framework's own process",
+    "rollout_bound_tokens_per_s": "measured fp32 matmul peak / FLOPs per decoded token (2 · params + 4 · layers · "
+                                  "hidden · mean context): decoding at the matmul peak, prefill left out",
+    "rollout_fraction_of_bound": "rollout_tokens_per_s / rollout_bound_tokens_per_s",
 }
 DIFFERENCES = [
     "old log-probs: neither computes them (one update per generation batch: ratio = exp(logp - logp.detach()))",
     "loss forward: TRL also computes full-vocabulary entropy on completion positions; Bridle only the sampled "
     "tokens' log-probs, chunked (its entropy is recorded while sampling)",
-    "sampling: Bridle's logits processor records each sampled token's log-prob and entropy; TRL's plain HF sampling "
-    "records nothing",
+    "sampling: Bridle records each sampled token's log-prob and entropy while sampling (its decode loop: prompts "
+    "prefilled once per group, finished rows dropped, inverse-CDF draws); TRL's plain HF sampling records nothing",
     "loss batch layout: TRL left-pads prompts and right-pads completions (width = max prompt + max completion); "
     "Bridle right-pads prompt+completion rows (width = max total)",
     "reference: TRL loads a second copy from disk, Bridle deep-copies the policy (both hold two models)",
@@ -110,6 +126,28 @@ def write_jsonl(path: Path, records: list[dict[str, Any]]) -> None:
 
 def prompt_key(messages: list[dict[str, str]]) -> str:
     return messages[-1]["content"]
+
+
+# -- where the time goes, and the limit -------------------------------------------------------------------------------
+def profiled(run: Callable[[], Any], rows: int = 14) -> tuple[Any, list[list[Any]]]:
+    """run() under torch.profiler; its heaviest operators as [name, self CPU ms, calls, % of all self CPU time]."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        out = run()
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = max(sum(e.self_cpu_time_total for e in events), 1e-9)
+    return out, [[e.key, round(e.self_cpu_time_total / 1e3, 1), e.count, round(100 * e.self_cpu_time_total / total, 1)]
+                 for e in events[:rows]]
+
+
+def decode_bound(result: dict[str, Any], shape: dict[str, Any], peak_gflops: float) -> dict[str, Any]:
+    """Rollout tokens/s at the matmul peak (prefill left out) and how much of it was reached."""
+    context = shape["mean_prompt_length"] + result["mean_completion_length"] / 2
+    flops = 2 * shape["parameters"] + 4 * shape["layers"] * shape["hidden"] * context
+    bound = peak_gflops * 1e9 / flops
+    return {"rollout_flops_per_token": round(flops), "rollout_bound_tokens_per_s": round(bound, 1),
+            "rollout_fraction_of_bound": round(result["rollout_tokens_per_s"] / bound, 3)}
 
 
 # -- children --------------------------------------------------------------------------------------------------------
@@ -155,20 +193,27 @@ def child_bridle(data: str, s: dict[str, Any], out_dir: str) -> dict[str, Any]:
                         temperature=TEMPERATURE, top_p=1.0, top_k=0, beta=BETA, clip_eps=CLIP_EPS,
                         scale_rewards=True, loss_aggregation="sequence", max_steps=s["warmup"] + s["steps"], lr=LR,
                         lr_schedule="constant", max_grad_norm=1.0, precision="fp32", model_dtype="float32",
-                        gradient_checkpointing=False, eval_fraction=0.0, progress=False, seed=SEED)
+                        gradient_checkpointing=False, eval_fraction=0.0, progress=False, seed=SEED,
+                        sampler=s["sampler"])
     step_times: list[StepTime] = []
     losses: list[float] = []
     experience: list[float] = []
     generation: list[tuple[float, int, int]] = []
     rewards: list[float] = []
     rows_used: list[int] = []
+    prompt_lengths: list[int] = []
+    profile: list[list[Any]] = []
     sample = online.sample
 
     def timed_sample(*args: Any, **kwargs: Any) -> Any:
         t0 = time.perf_counter()
-        rollout = sample(*args, **kwargs)
+        if s["profile"] and len(generation) == s["warmup"] + s["steps"] - 1:  # the last measured call
+            rollout, profile[:] = profiled(lambda: sample(*args, **kwargs))
+        else:
+            rollout = sample(*args, **kwargs)
         generation.append((time.perf_counter() - t0, rollout.num_tokens,
                            max(int(r.numel()) for r in rollout.response_ids)))
+        prompt_lengths.extend(int(p.numel()) for p in rollout.prompt_ids)
         return rollout
 
     online.sample = timed_sample  # what make_experience calls
@@ -198,9 +243,12 @@ def child_bridle(data: str, s: dict[str, Any], out_dir: str) -> dict[str, Any]:
     method.before_training(model, train_items, eval_items)
     engine = timed_engine(step_times, losses, log)(config, model, method, train_items, eval_items)
     engine.fit()
+    shape = {"parameters": sum(p.numel() for p in model.parameters()), "layers": model.config.num_hidden_layers,
+             "hidden": model.config.hidden_size, "mean_prompt_length": sum(prompt_lengths) / len(prompt_lengths)}
     return summarize_grpo(s, step_times, experience, generation, rewards, losses, s["warmup"],
                           {"prompt_rows": rows_used, "optimizer": "torch.optim.AdamW (torch default impl)",
-                           "reference_model_in_memory": method.reference is not None})
+                           "reference_model_in_memory": method.reference is not None, "sampler": config.sampler,
+                           "model_shape": shape, **({"rollout_profile": profile} if profile else {})})
 
 
 def child_trl(data: str, s: dict[str, Any], out_dir: str) -> dict[str, Any]:
@@ -236,6 +284,7 @@ def child_trl(data: str, s: dict[str, Any], out_dir: str) -> dict[str, Any]:
     generation: list[tuple[float, int, int]] = []
     rewards: list[float] = []
     prompts_seen: list[str] = []
+    profile: list[list[Any]] = []
 
     def math_exact_match(prompts: list, completions: list, **columns: Any) -> list[float | None]:
         """Bridle's verifier on text: TRL hands conversational completions as [{"role": "assistant", ...}]."""
@@ -248,7 +297,10 @@ def child_trl(data: str, s: dict[str, Any], out_dir: str) -> dict[str, Any]:
     class TimedGRPOTrainer(GRPOTrainer):
         def _generate(self, prompts: list) -> Any:
             t0 = time.perf_counter()
-            out = super()._generate(prompts)
+            if s["profile"] and len(generation) == s["warmup"] + s["steps"] - 1:  # the last measured call
+                out, profile[:] = profiled(lambda: super(TimedGRPOTrainer, self)._generate(prompts))
+            else:
+                out = super()._generate(prompts)
             completion_ids = out[1]  # completion tokens up to and including EOS: what completion_mask marks
             generation.append((time.perf_counter() - t0, sum(len(ids) for ids in completion_ids),
                                max(len(ids) for ids in completion_ids)))
@@ -277,7 +329,8 @@ def child_trl(data: str, s: dict[str, Any], out_dir: str) -> dict[str, Any]:
     trainer.train()
     return summarize_grpo(s, step_times, experience, generation, rewards, losses, s["warmup"],
                           {"prompts": prompts_seen, "optimizer": str(args.optim),
-                           "reference_model_in_memory": trainer.ref_model is not None})
+                           "reference_model_in_memory": trainer.ref_model is not None,
+                           **({"rollout_profile": profile} if profile else {})})
 
 
 def run_child(framework: str, data: Path, settings: dict[str, Any], work: Path) -> dict[str, Any]:
@@ -312,6 +365,10 @@ def main() -> int:
                         help="completions per micro-batch B (default G); accumulation = P·G / B")
     parser.add_argument("--data", default=None, help="prompt file with an \"answer\" column (e.g. "
                                                      "../shared/data/gsm8k/train.jsonl.gz); default: arithmetic")
+    parser.add_argument("--sampler", choices=("fast", "hf"), default="fast",
+                        help="Bridle's sampler: fast (its decode loop, the default) or hf (HF generate)")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the last measured generation call of each framework (slows that call)")
     parser.add_argument("--quick", action="store_true", help="tiny settings, for a smoke run")
     parser.add_argument("--child", choices=("bridle", "trl"), help=argparse.SUPPRESS)
     parser.add_argument("--settings", help=argparse.SUPPRESS)
@@ -328,7 +385,8 @@ def main() -> int:
     prompts_per_step = args.prompts_per_step or (2 if quick else 4)
     settings = {"steps": args.steps if args.steps is not None else (1 if quick else 4), "warmup": args.warmup,
                 "group_size": group, "prompts_per_step": prompts_per_step,
-                "max_new_tokens": args.max_new_tokens or (8 if quick else 64), "batch_size": args.batch_size or group}
+                "max_new_tokens": args.max_new_tokens or (8 if quick else 64), "batch_size": args.batch_size or group,
+                "sampler": args.sampler, "profile": args.profile}
     per_step = prompts_per_step * group
     if min(settings["steps"], group - 1, prompts_per_step, settings["batch_size"]) < 1 or settings["warmup"] < 0 \
             or per_step % settings["batch_size"]:
@@ -368,13 +426,18 @@ def main() -> int:
         trl_data = work / "prompts_in_bridle_order.jsonl"
         write_jsonl(trl_data, ordered)
         theirs = run_child("trl", trl_data, settings, work)
+    from sft import matmul_peak_gflops  # the project's one way of measuring the peak
+
+    peak = max(matmul_peak_gflops().values())
+    shape = ours["model_shape"]
+    ours, theirs = {**ours, **decode_bound(ours, shape, peak)}, {**theirs, **decode_bound(theirs, shape, peak)}
     same_prompts = [prompt_key(r["prompt"]) for r in ordered] == theirs["prompts"]
     line = {**base, "prompts": len(records), "same_prompts": same_prompts,
             "bridle": rounded(ours), "trl": rounded(theirs),
             "rollout_throughput_ratio": round(ours["rollout_tokens_per_s"] / theirs["rollout_tokens_per_s"], 3),
             "update_throughput_ratio": round(ours["update_tokens_per_s"] / theirs["update_tokens_per_s"], 3),
             "end_to_end_ratio": round(ours["completions_per_s"] / theirs["completions_per_s"], 3),
-            "memory_ratio": round(ours["peak_gib"] / theirs["peak_gib"], 3),
+            "memory_ratio": round(ours["peak_gib"] / theirs["peak_gib"], 3), "matmul_peak_gflops": round(peak, 1),
             "counts": COUNTS, "differences": DIFFERENCES, "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "load_avg_1m": [round(load_start, 2), round(os.getloadavg()[0], 2)], "bridle_version": bridle.__version__,

@@ -59,6 +59,7 @@ E = "tests/unit/engine"
 O = "tests/unit/objectives"  # noqa: E741
 OPS = "tests/unit/ops"
 D = "tests/integration/test_distributed_cli.py"
+R = "tests/unit/rollout"
 
 MUTANTS: list[Mutant] = [
     # -- the six bugs of issue 11 ---------------------------------------------------------------------------------
@@ -298,6 +299,26 @@ MUTANTS: list[Mutant] = [
     Mutant("shared-prefix-experience-not-in-item-order", "methods/experience.py",
            "batch[name] = batch[name][order]", "batch[name] = batch[name]",
            (f"{M}/test_prefix_sharing_online.py", "-k", "group_step and qwen2")),
+    # -- the fast sampler (issue 17): each prompt prefilled once, rows leave when they end -------------------------
+    Mutant("fast-sampler-samples-on-another-prompts-cache", "rollout/decode.py",
+           "source = torch.arange(len(repeats), device=device).repeat_interleave(repeats.to(device))",
+           "source = torch.arange(len(repeats), device=device).repeat(int(repeats.max()))[:int(repeats.sum())]",
+           (f"{R}/test_decode.py", "-k", "equal_hf_generate and llama"),
+           "the prefilled cache tiled instead of expanded per sample"),
+    Mutant("fast-sampler-logps-after-truncation", "rollout/choice.py",
+           "return Choice(tokens, scaled.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - lse, entropy)",
+           "return Choice(tokens, scaled.gather(-1, tokens.unsqueeze(-1)).squeeze(-1) - (torch.logsumexp("
+           "truncate_logits(scaled, top_k, top_p), -1) if temperature > 0 else lse), entropy)",
+           (f"{R}/test_rollout.py", "-k", "forward_pass and fast"), "log π of the truncated distribution"),
+    Mutant("fast-sampler-keeps-finished-rows", "rollout/decode.py",
+           "if stale and stale >= max(1, int(len(active) * COMPACT_SHARE)):", "if False:",
+           (f"{R}/test_decode.py", "-k", "finished_rows_leave")),
+    Mutant("fast-sampler-runs-to-the-token-limit", "rollout/decode.py",
+           "if step + 1 == max_new_tokens or bool(finished.all()):", "if step + 1 == max_new_tokens:",
+           (f"{R}/test_decode.py", "-k", "finished_rows_leave or says_eos_first")),
+    Mutant("fast-sampler-draw-forgets-the-blocks-before", "rollout/choice.py",
+           "inner = inside.to(torch.float64).cumsum(-1) + before.unsqueeze(-1)",
+           "inner = inside.to(torch.float64).cumsum(-1)", (f"{R}/test_choice.py",)),
 ]
 
 
