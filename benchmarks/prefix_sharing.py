@@ -1,7 +1,7 @@
 """Prefix sharing on its own: forward + backward of the same hh-rlhf pairs, prefix-shared against plain rows.
 
     python benchmarks/prefix_sharing.py [--pairs 4] [--repeats 5] [--max-length 512] [--method dpo|rm] [--threads N]
-                                        [--profile]
+                                        [--fit-only] [--profile]
 
 The deciding measurement for `--prefix-sharing`'s default. Model: the embedded SmolLM2-135M (a causal LM for dpo,
 a 1-label classifier for rm), fp32, sdpa. Data: the first `--pairs` hh-rlhf harmless-base test pairs, tokenized by
@@ -34,6 +34,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--max-length", type=int, default=512)
     parser.add_argument("--method", choices=("dpo", "rm"), default="dpo")
+    parser.add_argument("--fit-only", action="store_true",
+                        help="only pairs whose both sides fit in --max-length, as benchmarks/dpo.py and rm.py take")
     parser.add_argument("--threads", type=int, default=0,
                         help="torch threads (0 = torch's default); 1 gives the steadiest CPU seconds on a busy machine")
     parser.add_argument("--profile", action="store_true",
@@ -52,8 +54,9 @@ def main() -> int:
         torch.set_num_threads(args.threads)
     path = resolve_model("smollm2-135m")
     tokenizer = load_tokenizer(path, max_length=args.max_length)
-    records, _ = normalize(load_rows(str(HH))[:4 * args.pairs], "preference", on_bad_row="skip")
-    pairs, _ = build_pairs(records[:args.pairs], tokenizer, max_length=args.max_length)
+    records, _ = normalize(load_rows(str(HH))[:40 * args.pairs], "preference", on_bad_row="skip")
+    pairs, _ = build_pairs(records, tokenizer, max_length=args.max_length)
+    pairs = [p for p in pairs if not (args.fit_only and p.truncated)][:args.pairs]
     groups = [(p.chosen, p.rejected) for p in pairs]
     share, kept = prompt_token_share(groups)
     methods: dict[str, Any] = {}
