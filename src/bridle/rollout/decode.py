@@ -18,11 +18,8 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from transformers import DynamicCache
-from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
 from bridle.rollout.choice import choose
-from bridle.rollout.kv_cache import reserved_cache
 
 # Rows that stop within one step are dropped from the batch (their key/value rows copied out) once this share of the
 # batch has finished: a copy of the cache costs about what one step's cache growth does, so it is not done per row.
@@ -66,15 +63,20 @@ def unsupported_reason(model: Any) -> str | None:
     params = _forward_params(model)
     if not {"cache", "past_key_values"} & set(params) or "position_ids" not in params:
         return "a forward without `cache` / `position_ids` arguments"
-    try:
+    try:  # per-layer caches came with transformers 4.56-era refactors; older ones have no DynamicLayer
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
+
         layers = DynamicCache(config=config).layers
     except Exception as error:  # noqa: BLE001  (any failure here means: let HF pick its cache)
-        return f"no DynamicCache for its config ({type(error).__name__})"
+        return f"no per-layer DynamicCache for its config in this transformers ({type(error).__name__})"
+    if not layers:
+        return "no per-layer DynamicCache for its config in this transformers"
     odd = {type(layer).__name__ for layer in layers if type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer)}
     return f"cache layers of type {', '.join(sorted(odd))}" if odd else None
 
 
-def _forward(model: Any, ids: Tensor, mask: Tensor, positions: Tensor, cache: DynamicCache,
+def _forward(model: Any, ids: Tensor, mask: Tensor, positions: Tensor, cache: Any,
              extra: dict[str, Any]) -> Tensor:
     """Logits of the last position, (B, V), with the cache updated in place."""
     out = model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
@@ -90,6 +92,8 @@ def decode(model: Any, prompt_ids: Tensor, prompt_mask: Tensor, repeats: Tensor,
     the prompts' lengths (never from comparing ids with the pad id); repeats: (P,) samples per prompt.
     Rows come out prompt by prompt: prompt 0's samples first. Draws use the global torch RNG: per step, one
     uniform number per row, finished rows included, so a row's draws do not depend on when others finished."""
+    from bridle.rollout.kv_cache import reserved_cache  # imports transformers' cache layers: only when decoding
+
     device = prompt_ids.device
     extra = {"cache_argument": _cache_argument(model),
              "kwargs": {"logits_to_keep": 1} if "logits_to_keep" in _forward_params(model) else {}}
