@@ -1,5 +1,7 @@
 """`bridle <method> --num-processes 2` on CPU (gloo): the same global batch in 2 processes trains as 1 process does,
-each training item is seen once, only the main process writes, and a 2-process run killed mid-way resumes."""
+each training item is seen once, only the main process writes, and a 2-process run killed mid-way resumes.
+
+SFT and resume run in the default suite; DPO and GRPO (each ~25-30 s on 2 loaded cores) with `-m slow`."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -104,6 +107,7 @@ LETTERS = ("def letters(completions, **_):\n"
            "    return [sum(c.isalpha() for c in t) / max(len(t), 1) for t in completions]\n")
 
 
+@pytest.mark.slow  # ~30 s on 2 loaded cores: the default suite keeps the SFT and resume checks
 def test_two_grpo_processes_sample_their_shards_and_train_as_one_process(tiny_model_dir, tmp_path):
     # a round: 4 prompts × 2 samples in 2 shards of 2 prompts; 2 optimizer steps per round, 2 rounds. One process
     # samples both shards (--rollout-shards 2); two processes sample one each, exchange the round's experience and
@@ -128,6 +132,7 @@ def test_two_grpo_processes_sample_their_shards_and_train_as_one_process(tiny_mo
     assert_same_weights(one, two)
 
 
+@pytest.mark.slow
 def test_two_dpo_processes_train_as_one_process(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("BRIDLE_CACHE", str(tmp_path / "cache"))
     chat = lambda role, text: [{"role": role, "content": text}]  # noqa: E731

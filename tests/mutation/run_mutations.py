@@ -181,9 +181,10 @@ MUTANTS: list[Mutant] = [
            (f"{D}::test_two_sft_processes_match_one_with_the_same_global_batch_and_see_each_item_once",)),
     Mutant("online-experience-not-exchanged", "methods/online.py", "items = gather_lists(items)  #",
            "items = list(items)  #",
-           (f"{D}::test_two_grpo_processes_sample_their_shards_and_train_as_one_process",)),
+           (f"{D}::test_two_grpo_processes_sample_their_shards_and_train_as_one_process", "-m", "slow")),
     Mutant("online-round-metrics-of-one-process", "methods/online.py", "metrics = mean_over_processes(local)",
-           "metrics = dict(local)", (f"{D}::test_two_grpo_processes_sample_their_shards_and_train_as_one_process",)),
+           "metrics = dict(local)",
+           (f"{D}::test_two_grpo_processes_sample_their_shards_and_train_as_one_process", "-m", "slow")),
     Mutant("engine-weight-decay-ignored", "engine/loop.py", "weight_decay=config.weight_decay,", "weight_decay=0.0,",
            (f"{E}/test_engine_wiring.py::test_first_adamw_step_applies_lr_and_weight_decay",)),
     # -- GRPO, RLOO, RAFT -----------------------------------------------------------------------------------------
