@@ -139,17 +139,20 @@ def test_packed_and_padded_rm_steps_score_rows_ending_in_eos_like_transformers(r
     hf = AutoModelForSequenceClassification.from_pretrained(rm_dirs["full"]).eval()
     pairs = [TokenizedPair(TokenizedExample(input_ids=c, labels=c), TokenizedExample(input_ids=r, labels=r))
              for c, r in zip(ROWS[0::2], ROWS[1::2])]
-    method = RewardModelling(RMConfig(model=str(tiny_model_dir), padding_free=True, center_coef=0.01),
-                             tokenizer=rm.tokenizer)
-    packed = method.collate(pairs)  # what `bridle rm --padding-free` trains on
+    method = RewardModelling(RMConfig(model=str(tiny_model_dir), padding_free=True, center_coef=0.01,
+                                      prefix_sharing=False), tokenizer=rm.tokenizer)
+    packed = method.collate(pairs)  # what `bridle rm --padding-free --no-prefix-sharing` trains on
     packed_loss = method.step(rm.model, packed).loss
     method.config.padding_free = False
-    padded = method.collate(pairs)  # what `bridle rm` trains on
+    padded = method.collate(pairs)  # what `bridle rm --no-prefix-sharing` trains on
     padded_loss = method.step(rm.model, padded).loss
+    method.config.prefix_sharing = True
+    shared_loss = method.step(rm.model, method.collate(pairs)).loss  # what `bridle rm` trains on
     hf_scores = hf(input_ids=padded["input_ids"], attention_mask=padded["attention_mask"]).logits.squeeze(-1)
     want, _ = objectives.bradley_terry(hf_scores[:len(pairs)], hf_scores[len(pairs):], center_coef=0.01)
     torch.testing.assert_close(packed_loss, want, rtol=0, atol=1e-5)
     torch.testing.assert_close(padded_loss, want, rtol=0, atol=1e-5)
+    torch.testing.assert_close(shared_loss, want, rtol=0, atol=1e-5)
     torch.testing.assert_close(reward_scores(rm.model, padded["input_ids"], padded["attention_mask"]), hf_scores,
                                rtol=0, atol=1e-5)
     chosen_then_rejected = ROWS[0::2] + ROWS[1::2]
