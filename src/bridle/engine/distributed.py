@@ -6,6 +6,7 @@ set up by accelerate. On a machine without a GPU the processes talk over gloo (a
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -65,6 +66,22 @@ def reduce_sum(accelerator: Any, value: float) -> float:
         return value
     tensor = torch.tensor([float(value)], dtype=torch.float64, device=accelerator.device)
     return float(accelerator.reduce(tensor, reduction="sum").item())
+
+
+def check_gradients_in_sync(accelerator: Any, grad_norm: float, method: str) -> None:
+    """After the gradient all-reduce every process holds the same gradients, so the same norm. Different norms mean
+    the step did not run the model through the DDP wrapper's forward (it reached a submodule directly), so DDP never
+    synchronized them: each process would train its own model. Refused at the first step with what to do."""
+    if accelerator.num_processes == 1 or not math.isfinite(grad_norm):
+        return
+    norms = accelerator.gather(torch.tensor([grad_norm], dtype=torch.float64, device=accelerator.device)).tolist()
+    if max(norms) - min(norms) > 1e-5 * max(1.0, max(norms)):
+        from bridle.errors import BridleError
+
+        shown = ", ".join(f"{n:.6g}" for n in norms)
+        raise BridleError(f"bridle {method}: the {len(norms)} processes' gradients differ after the all-reduce "
+                          f"(norms {shown}): its step reaches the model past the DDP wrapper's forward, so DDP does "
+                          "not synchronize them. This method runs in one process only for now: drop --num-processes.")
 
 
 def gather_lists(items: Sequence[Any]) -> list[Any]:

@@ -24,6 +24,7 @@ from bridle.config import TrainConfig
 from bridle.engine.batches import BatchPlan, iterate_eval
 from bridle.engine.checkpoint import load_checkpoint, save_checkpoint
 from bridle.engine.distributed import (
+    check_gradients_in_sync,
     check_sharded_config,
     check_strategy_took,
     reduce_sum,
@@ -228,6 +229,8 @@ class Engine:
         else:  # no clipping, but the norm is still checked (and logged)
             norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
         sums["grad_norm"] = _to_float(norm)
+        if not self.sharded:  # (FSDP / DeepSpeed report the norm of their own shards)
+            check_gradients_in_sync(acc, sums["grad_norm"], self.method_name)
         sums["lr"] = self.scheduler.get_last_lr()[0]
         if not self.skip_nonfinite_step(finite_loss, sums):
             self.optimizer.step()

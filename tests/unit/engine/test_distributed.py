@@ -84,3 +84,30 @@ def test_a_run_not_launched_in_the_processes_it_asks_for_is_refused(monkeypatch)
     check_process_count(TrainConfig())
     monkeypatch.setenv("WORLD_SIZE", "8")  # `accelerate launch` of 8 without --num-processes: the launch decides
     check_process_count(TrainConfig())
+
+
+def test_ppo_is_refused_on_several_processes_before_they_start(tmp_path, capsys):
+    from bridle.cli.main import main
+
+    data = tmp_path / "prompts.jsonl"
+    data.write_text('{"prompt": "1+1?", "answer": "2"}\n')
+    code = main(["ppo", "--model", "tiny-random", "--data", str(data), "--reward", "math_exact_match",
+                 "--num-processes", "2", "--output-dir", str(tmp_path / "out")])
+    assert code == 2
+    assert "bridle ppo runs in one process only for now" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before any process started
+
+
+def test_gradients_that_differ_across_processes_stop_the_run():
+    import torch
+
+    from bridle.engine.distributed import check_gradients_in_sync
+    from bridle.errors import BridleError
+
+    def accelerator(norms):
+        return SimpleNamespace(num_processes=len(norms), device="cpu",
+                               gather=lambda t: torch.tensor(norms, dtype=torch.float64))
+
+    check_gradients_in_sync(accelerator([1.25, 1.25]), 1.25, "sft")  # synchronized: the same norm everywhere
+    with pytest.raises(BridleError, match="bridle rm: the 2 processes' gradients differ.*1.40506, 2.28681"):
+        check_gradients_in_sync(accelerator([1.40506, 2.28681]), 1.40506, "rm")
