@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM
 
 from bridle.cli.main import main
 
@@ -148,3 +150,36 @@ def test_two_dpo_processes_train_as_one_process(tiny_model_dir, tmp_path, monkey
     assert done.returncode == 0, done.stderr[-3000:]
     assert_same_curves(one, two, ("loss", "grad_norm", "reward/margin", "reward/accuracy"))
     assert_same_weights(one, two)
+
+
+FSDP = str(Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml")
+
+
+def test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_as_one_process(tiny_model_dir, tmp_path):
+    # torch's FSDP2 (fully_shard) over gloo, applied by the engine (accelerate enables FSDP only on GPUs): the
+    # parameters are DTensor shards, half on each process; grad accumulation 2, clipping on; the final weights are
+    # gathered to the main process and saved
+    data = write_chats(tmp_path / "chats.jsonl", rows=16)
+    flags = ["--max-steps", "3", "--grad-accum", "2", "--max-grad-norm", "1.0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(sft_flags(tiny_model_dir, data, one) + flags + ["--batch-size", "4"]) == 0
+    done = run_cli(sft_flags(tiny_model_dir, data, two) + flags + ["--batch-size", "2", "--num-processes", "2",
+                                                                   "--accelerate-config", FSDP])
+    assert done.returncode == 0, done.stderr[-3000:]
+    note = re.search(r"FSDP on CPU \(torch fully_shard over gloo, (\d+) units, parameters are DTensors: (\w+)\): "
+                     r"processes hold (\d+) \+ (\d+) of (\d+) ", done.stderr + done.stdout)
+    assert note, (done.stderr + done.stdout)[-3000:]
+    units, dtensors = int(note.group(1)), note.group(2)
+    first, second, total = int(note.group(3)), int(note.group(4)), int(note.group(5))
+    layers = json.loads((tiny_model_dir / "config.json").read_text())["num_hidden_layers"]
+    assert units == layers + 1  # each decoder layer, then the root (embeddings, norm, head)
+    assert dtensors == "True" and first + second == total and abs(first - second) <= 0.05 * total
+    assert_same_curves(one, two, ("loss", "grad_norm", "lr"))
+    assert len(metrics(two)) == 3
+    assert_same_weights(one, two)
+    reloaded = AutoModelForCausalLM.from_pretrained(two / "model")
+    saved = load_file(str(two / "model" / "model.safetensors"))
+    for name, value in reloaded.state_dict().items():
+        if name in saved:
+            torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
+    assert done.stderr.count("saved model to") == 1

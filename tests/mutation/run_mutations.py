@@ -185,6 +185,18 @@ MUTANTS: list[Mutant] = [
     Mutant("online-round-metrics-of-one-process", "methods/online.py", "metrics = mean_over_processes(local)",
            "metrics = dict(local)",
            (f"{D}::test_two_grpo_processes_sample_their_shards_and_train_as_one_process", "-m", "slow")),
+    # FSDP on 2 CPU processes (torch fully_shard, applied by the engine)
+    Mutant("fsdp-cpu-saves-rank0-shard-not-gathered", "engine/fsdp_cpu.py",
+           "state = get_model_state_dict(unit, options=StateDictOptions(full_state_dict=True, cpu_offload=True))",
+           "state = {k: v.to_local() for k, v in unit.state_dict().items()}",
+           (f"{D}::test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_as_one_process",)),
+    Mutant("fsdp-cpu-gradients-never-reduced", "engine/loop.py",
+           "self._fsdp_unit = shard_model(model, objective.step)",
+           "self._fsdp_unit = shard_model(model, objective.step); self._fsdp_unit.set_requires_gradient_sync(False)",
+           (f"{D}::test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_as_one_process",)),
+    Mutant("fsdp-cpu-layers-not-sharded", "engine/fsdp_cpu.py", "for layer in layers_to_shard(model):",
+           "for layer in []:",
+           (f"{D}::test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_as_one_process",)),
     Mutant("engine-weight-decay-ignored", "engine/loop.py", "weight_decay=config.weight_decay,", "weight_decay=0.0,",
            (f"{E}/test_engine_wiring.py::test_first_adamw_step_applies_lr_and_weight_decay",)),
     # -- GRPO, RLOO, RAFT -----------------------------------------------------------------------------------------
@@ -341,10 +353,12 @@ def check(mutants: list[Mutant]) -> list[str]:
 
 
 def make_worker(root: Path) -> Path:
-    """A copy of src/, tests/ and pyproject.toml (pytest's settings) under `root`."""
+    """A copy of src/, tests/, configs/ (the shipped accelerate configs tests launch with) and pyproject.toml
+    (pytest's settings) under `root`."""
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc", "*.egg-info")
     shutil.copytree(REPO / "src", root / "src", ignore=ignore)
     shutil.copytree(REPO / "tests", root / "tests", ignore=ignore)
+    shutil.copytree(REPO / "configs", root / "configs", ignore=ignore)
     shutil.copy2(REPO / "pyproject.toml", root / "pyproject.toml")
     return root
 

@@ -108,17 +108,28 @@ def sharded_strategy(accelerator: Any) -> str | None:
     return {"FSDP": "FSDP", "DEEPSPEED": "DeepSpeed"}.get(name)
 
 
+def cpu_fsdp_wanted(accelerator: Any) -> bool:
+    """Whether the launch asks for FSDP, runs several processes, and accelerate left them plain CPU data parallel
+    (MULTI_CPU): then the engine shards the model itself."""
+    asked = os.environ.get("ACCELERATE_USE_FSDP", "false").lower() == "true"
+    name = str(getattr(accelerator.distributed_type, "value", accelerator.distributed_type)).upper()
+    return asked and accelerator.num_processes > 1 and name == "MULTI_CPU"
+
+
 def check_strategy_took(accelerator: Any) -> None:
-    """An accelerate config that asks for FSDP or DeepSpeed on processes where accelerate does not run it (on CPU,
-    accelerate keeps plain data parallel over gloo) is refused instead of quietly training unsharded."""
+    """An accelerate config that asks for FSDP or DeepSpeed on processes where neither accelerate nor Bridle runs
+    it is refused instead of quietly training unsharded. FSDP on several CPU processes runs: accelerate keeps them
+    plain data parallel over gloo, and the engine shards the model itself with torch's FSDP2 (`cpu_fsdp_wanted`,
+    bridle.engine.fsdp_cpu). DeepSpeed on CPU and FSDP in one process are refused."""
     from bridle.errors import ConfigError
 
     asked = [name for name, env in (("FSDP", "ACCELERATE_USE_FSDP"), ("DeepSpeed", "ACCELERATE_USE_DEEPSPEED"))
              if os.environ.get(env, "false").lower() == "true"]
-    if asked and sharded_strategy(accelerator) is None:
+    if asked and sharded_strategy(accelerator) is None and not (asked == ["FSDP"] and cpu_fsdp_wanted(accelerator)):
         raise ConfigError(f"--accelerate-config asks for {asked[0]}, but accelerate runs it only on GPUs; these "
                           f"processes ({accelerator.distributed_type}) would train plain data parallel. On CPU use "
-                          "--num-processes N without --accelerate-config (or configs/accelerate/ddp.yaml).")
+                          "--num-processes N without --accelerate-config (or configs/accelerate/ddp.yaml); FSDP "
+                          "(configs/accelerate/fsdp.yaml) runs on CPU with --num-processes 2 or more.")
 
 
 def check_sharded_config(config: Any, strategy: str) -> None:

@@ -27,16 +27,18 @@ from bridle.engine.distributed import (
     check_gradients_in_sync,
     check_sharded_config,
     check_strategy_took,
+    cpu_fsdp_wanted,
     reduce_sum,
     reduce_weighted_means,
     sharded_strategy,
     use_cpu_backend,
 )
+from bridle.engine.fsdp_cpu import StepUnit, full_tensor, gathered_state_dict, shard_model, sharding_note
 from bridle.engine.logging import RunLog, console, format_metrics, parse_trackers
 from bridle.engine.rundir import math_config, resumable_checkpoint, run_fingerprint
 from bridle.engine.schedule import make_scheduler
 from bridle.engine.stopping import Stopping
-from bridle.errors import BridleError
+from bridle.errors import BridleError, ConfigError
 
 FAULT_ENV = "BRIDLE_FAULT_KILL_AT_STEP"  # test hook: SIGKILL this process right after that optimizer step
 SEEN_ENV = "BRIDLE_DEBUG_SEEN_ITEMS"  # test hook: a directory where each process appends the items it trained on
@@ -132,13 +134,26 @@ class Engine:
             # one schedule step per optimizer step: by default accelerate steps it once per process
             step_scheduler_with_optimizer=False)
         check_strategy_took(self.accelerator)
-        self.sharded = sharded_strategy(self.accelerator)  # FSDP / DeepSpeed: untested here (no GPU), see scaling.md
+        # FSDP on CPU processes: accelerate leaves them plain data parallel, the engine shards the model itself
+        self.cpu_fsdp = cpu_fsdp_wanted(self.accelerator)
+        # FSDP / DeepSpeed on GPUs: untested here (no GPU), see scaling.md
+        self.sharded = "FSDP" if self.cpu_fsdp else sharded_strategy(self.accelerator)
         if self.sharded:
             check_sharded_config(config, self.sharded)
         self.plan = BatchPlan(len(train_items), config.batch_size, seed=config.seed,
                               process_index=self.accelerator.process_index,
                               num_processes=self.accelerator.num_processes)
         self.total_steps = self._total_steps()
+        self._fsdp_unit: StepUnit | None = None
+        if self.cpu_fsdp:  # before the optimizer: it must hold the sharded (DTensor) parameters
+            if is_online(objective):
+                raise ConfigError(f"FSDP on CPU processes runs offline methods (SFT, DPO, reward models, ...); "
+                                  f"bridle {self.method_name} samples from the policy outside the sharded step. "
+                                  "Drop --accelerate-config (plain data parallel over gloo).")
+            self._fsdp_unit = shard_model(model, objective.step)
+            note = sharding_note(self._fsdp_unit)  # every process takes part
+            if self.accelerator.is_main_process:
+                console.print(note, soft_wrap=True, markup=False)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters")
@@ -146,7 +161,11 @@ class Engine:
                                       betas=(config.adam_beta1, config.adam_beta2))
         scheduler = make_scheduler(optimizer, total_steps=self.total_steps, kind=config.lr_schedule,
                                    warmup_steps=round(config.warmup_ratio * self.total_steps))
-        self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        if self.cpu_fsdp:  # no DDP wrapper around the sharded model: accelerate prepares the rest
+            self.model = model
+            self.optimizer, self.scheduler = self.accelerator.prepare(optimizer, scheduler)
+        else:
+            self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
         self.params = params
         self.step = 0  # optimizer steps done
         self.nonfinite_steps, self._nonfinite_in_a_row = 0, 0  # steps skipped for a NaN/inf loss or gradient
@@ -204,7 +223,7 @@ class Engine:
         batches = self._batches_to_run(batches)
         weights = torch.tensor([float(b["weight"]) for b in batches], device=acc.device)
         total = acc.reduce(weights.sum(), reduction="sum").clamp(min=1e-8)  # the weight of the whole global batch
-        scale = acc.num_processes / total  # DDP averages gradients over processes: N / total undoes it
+        scale = acc.num_processes / total  # DDP and FSDP average gradients over processes: N / total undoes it
         sums: dict[str, float] = {}  # Σ weight · value over this process's micro-batches
         tokens = 0
         finite_loss = True
@@ -212,9 +231,10 @@ class Engine:
         for i, batch in enumerate(batches):
             batch = _to_device(batch, acc.device)
             last = i == len(batches) - 1
-            sync = acc.no_sync(self.model) if not last else contextlib.nullcontext()
+            # (CPU FSDP reduce-scatters every micro-batch's gradients into the shards: exact, one more collective)
+            sync = acc.no_sync(self.model) if not last and not self.cpu_fsdp else contextlib.nullcontext()
             with sync, acc.autocast():
-                out = self.objective.step(self.model, batch)
+                out = self._run_step(batch)
                 acc.backward(out.loss * weights[i] * scale)
             weight = float(weights[i])
             loss = _to_float(out.loss)
@@ -228,7 +248,7 @@ class Engine:
             norm = self.accelerator.clip_grad_norm_(self.params, self.config.max_grad_norm)
         else:  # no clipping, but the norm is still checked (and logged)
             norm = torch.nn.utils.get_total_norm([p.grad for p in self.params if p.grad is not None])
-        sums["grad_norm"] = _to_float(norm)
+        sums["grad_norm"] = _to_float(full_tensor(norm))  # (a norm over DTensor shards is one too)
         if not self.sharded:  # (FSDP / DeepSpeed report the norm of their own shards)
             check_gradients_in_sync(acc, sums["grad_norm"], self.method_name)
         sums["lr"] = self.scheduler.get_last_lr()[0]
@@ -241,6 +261,14 @@ class Engine:
         self.run_tokens += tokens
         self.run_seconds += time.perf_counter() - started
         return sums, tokens
+
+    def _run_step(self, batch: dict[str, Any]) -> StepOutput:
+        """The objective's step on one micro-batch (under CPU FSDP through the root unit, which gathers the
+        model's unsharded embeddings and head around it)."""
+        if self._fsdp_unit is None:
+            return self.objective.step(self.model, batch)
+        loss, metrics = self._fsdp_unit(batch)
+        return StepOutput(loss, metrics)
 
     def _batches_to_run(self, batches: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         """The micro-batches with weight (a batch whose loss averages over nothing adds nothing). With several
@@ -317,6 +345,9 @@ class Engine:
         them), or None when the model is not sharded (the unwrapped model holds them)."""
         if not self.sharded:
             return None
+        if self.cpu_fsdp:
+            assert self._fsdp_unit is not None
+            return gathered_state_dict(self._fsdp_unit)
         return self.accelerator.get_state_dict(self.model)
 
     def close(self) -> None:
@@ -398,7 +429,7 @@ class Engine:
             if weight <= 0:
                 continue
             with self.accelerator.autocast():
-                out = self.objective.step(self.model, batch)
+                out = self._run_step(batch)
             weight_sum += weight
             for key, value in {"loss": out.loss, **out.metrics}.items():
                 totals[key] = totals.get(key, 0.0) + weight * _to_float(value)

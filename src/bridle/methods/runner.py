@@ -94,7 +94,7 @@ def _train(method_cls: type[Method], config: TrainConfig, fingerprint: str) -> T
     if not main:
         engine.close()  # waits while the main process saves the model
         return result
-    if gathered is not None:  # a sharded run (untested here, no GPU): the gathered weights in a fresh copy
+    if gathered is not None:  # a sharded run (FSDP on CPU tested; GPU ones not): the gathered weights in a fresh copy
         trained = method.build_model()
         method.prepare_model(trained)
         trained.load_state_dict(gathered)

@@ -10,7 +10,12 @@ import pytest
 from bridle.cli.launch import launch_command, needs_launch
 from bridle.config import TrainConfig
 from bridle.engine.batches import BatchPlan
-from bridle.engine.distributed import check_sharded_config, check_strategy_took, sharded_strategy
+from bridle.engine.distributed import (
+    check_sharded_config,
+    check_strategy_took,
+    cpu_fsdp_wanted,
+    sharded_strategy,
+)
 from bridle.errors import ConfigError
 
 
@@ -57,13 +62,20 @@ def test_a_launched_process_never_launches_again(monkeypatch):
     assert not needs_launch(config)
 
 
-def test_fsdp_asked_for_where_accelerate_does_not_run_it_is_refused(monkeypatch):
-    cpu = SimpleNamespace(distributed_type=SimpleNamespace(value="MULTI_CPU"))
+def test_sharding_asked_for_where_neither_accelerate_nor_the_engine_runs_it_is_refused(monkeypatch):
+    cpu = SimpleNamespace(distributed_type=SimpleNamespace(value="MULTI_CPU"), num_processes=2)
+    alone = SimpleNamespace(distributed_type=SimpleNamespace(value="NO"), num_processes=1)
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "true")
+    check_strategy_took(cpu)  # several CPU processes: the engine shards with torch's fully_shard
+    assert cpu_fsdp_wanted(cpu) and not cpu_fsdp_wanted(alone)
     with pytest.raises(ConfigError, match="asks for FSDP, but accelerate runs it only on GPUs"):
-        check_strategy_took(cpu)
+        check_strategy_took(alone)
     monkeypatch.setenv("ACCELERATE_USE_FSDP", "false")
     check_strategy_took(cpu)
+    assert not cpu_fsdp_wanted(cpu)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    with pytest.raises(ConfigError, match="asks for DeepSpeed, but accelerate runs it only on GPUs"):
+        check_strategy_took(cpu)
     assert sharded_strategy(SimpleNamespace(distributed_type=SimpleNamespace(value="FSDP"))) == "FSDP"
 
 
