@@ -32,12 +32,16 @@ def decoder_body(model: nn.Module) -> nn.Module | None:
     return base.get_decoder() if hasattr(base, "get_decoder") else None
 
 
-def causal_lm_sharing_problem(model: nn.Module, *, max_length: int) -> str | None:
-    """Why the causal LM `model` cannot run prefix-shared batches exactly (`shared_prefix_problem`), or None."""
-    body = decoder_body(model)
+def body_sharing_problem(body: nn.Module | None, *, max_length: int) -> str | None:
+    """Why the decoder `body` (None: the model exposes none) cannot run prefix-shared batches exactly, or None."""
     if body is None:
         return "the model exposes no decoder body (get_decoder)"
     return shared_prefix_problem(body, max_length=max_length)
+
+
+def causal_lm_sharing_problem(model: nn.Module, *, max_length: int) -> str | None:
+    """Why the causal LM `model` cannot run prefix-shared batches exactly (`shared_prefix_problem`), or None."""
+    return body_sharing_problem(decoder_body(model), max_length=max_length)
 
 
 def chosen_first(values: Tensor) -> Tensor:
@@ -62,8 +66,7 @@ class PrefixSharingMixin:
         `share_prefix`."""
         if not getattr(self.config, "prefix_sharing", False):
             return False
-        problem = ("the model exposes no decoder body (get_decoder)" if body is None
-                   else shared_prefix_problem(body, max_length=self.config.max_length))
+        problem = body_sharing_problem(body, max_length=self.config.max_length)
         if problem is not None:
             self.prefix_sharing_off(problem)
         return self.share_prefix

@@ -60,17 +60,6 @@ def sequence_sums(values: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Ten
     return values.new_zeros(count).index_add(0, index, values), torch.bincount(index, minlength=count)
 
 
-def plain_token_grid(values: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
-    """Per-token `values` (N,) → (S, L-1) in the shifted plain layout of `causal_lm_logps` (column t-1 holds token
-    t), 0 elsewhere, and the (S, L-1) bool mask of trained tokens."""
-    shape = (int(batch["num_sequences"]), batch["where"].shape[1] - 1)
-    grid = values.new_zeros(shape)
-    grid[batch["token_sequence"], batch["token_position"]] = values
-    mask = torch.zeros(shape, dtype=torch.bool, device=values.device)
-    mask[batch["token_sequence"], batch["token_position"]] = True
-    return grid, mask
-
-
 def shared_prefix_problem(body: nn.Module, *, max_length: int) -> str | None:
     """Why `body` (a decoder returning `last_hidden_state`) cannot run prefix-shared batches exactly, or None.
 

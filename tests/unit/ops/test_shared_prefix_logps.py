@@ -8,19 +8,30 @@ from __future__ import annotations
 
 import pytest
 import torch
+from torch import Tensor
 
 from bridle.data.shared_prefix import shared_prefix_collate
 from bridle.data.tokenize import TokenizedExample
 from bridle.models.tiny import TINY_ARCHITECTURES, tiny_architecture
 from bridle.ops import causal_lm_logps
 from bridle.ops.shared_prefix import (
-    plain_token_grid,
     sequence_sums,
     shared_prefix_problem,
     shared_prefix_token_logps,
 )
 
 X = -100
+
+
+def plain_token_grid(values: Tensor, batch: dict[str, Tensor]) -> tuple[Tensor, Tensor]:
+    """Per-token `values` (N,) → (S, L-1) in the shifted plain layout of `causal_lm_logps` (column t-1 holds token
+    t), 0 elsewhere, and the (S, L-1) bool mask of trained tokens."""
+    shape = (int(batch["num_sequences"]), batch["where"].shape[1] - 1)
+    grid = values.new_zeros(shape)
+    grid[batch["token_sequence"], batch["token_position"]] = values
+    mask = torch.zeros(shape, dtype=torch.bool, device=values.device)
+    mask[batch["token_sequence"], batch["token_position"]] = True
+    return grid, mask
 
 
 def example(prompt: list[int], completion: list[int]) -> TokenizedExample:
