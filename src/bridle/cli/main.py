@@ -124,9 +124,6 @@ def train_command(args: argparse.Namespace) -> int:
     if not config.data:
         raise BridleError(f"bridle {args.command}: no training data; pass --data FILE (or set data: in --config).")
     if needs_launch(config):  # --num-processes N / --accelerate-config: the same command, in N processes
-        from bridle.methods.online import check_processes
-
-        check_processes(cls, config.num_processes)  # before starting them
         return launch(config, args.argv)
     run(cls, config)
     return 0

@@ -70,8 +70,9 @@ def reduce_sum(accelerator: Any, value: float) -> float:
 
 def check_gradients_in_sync(accelerator: Any, grad_norm: float, method: str) -> None:
     """After the gradient all-reduce every process holds the same gradients, so the same norm. Different norms mean
-    the step did not run the model through the DDP wrapper's forward (it reached a submodule directly), so DDP never
-    synchronized them: each process would train its own model. Refused at the first step with what to do."""
+    some work of the step ran outside the DDP wrapper's forward (the engine runs every step inside it, as the
+    forward of its step unit: bridle.engine.step_unit), so DDP never synchronized it and each process would train
+    its own model. A guard against that bug: the run stops at the first step instead."""
     if accelerator.num_processes == 1 or not math.isfinite(grad_norm):
         return
     norms = accelerator.gather(torch.tensor([grad_norm], dtype=torch.float64, device=accelerator.device)).tolist()
@@ -80,8 +81,9 @@ def check_gradients_in_sync(accelerator: Any, grad_norm: float, method: str) -> 
 
         shown = ", ".join(f"{n:.6g}" for n in norms)
         raise BridleError(f"bridle {method}: the {len(norms)} processes' gradients differ after the all-reduce "
-                          f"(norms {shown}): its step reaches the model past the DDP wrapper's forward, so DDP does "
-                          "not synchronize them. This method runs in one process only for now: drop --num-processes.")
+                          f"(norms {shown}): part of its step ran outside the DDP wrapper's forward, so DDP did "
+                          "not synchronize it. This is a bug in Bridle; train in one process (drop --num-processes) "
+                          "until it is fixed.")
 
 
 def gather_lists(items: Sequence[Any]) -> list[Any]:

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from bridle.engine.distributed import gather_lists
+from bridle.engine.step_unit import StepUnit
 
 
 def layers_to_shard(model: nn.Module) -> list[nn.Module]:
@@ -26,24 +27,9 @@ def layers_to_shard(model: nn.Module) -> list[nn.Module]:
     return [m for m in model.modules() if type(m).__name__ in names and m is not model]
 
 
-class StepUnit(nn.Module):
-    """The root FSDP unit: the model plus the objective's step as its forward. Objectives reach into the model
-    (the decoder, then the LM head's weight in chunks) instead of calling its forward, so a root unit on the model
-    itself would never be all-gathered; this one is, around the whole step (its backward reduce-scatters the
-    embeddings', norm's and head's gradients)."""
-
-    def __init__(self, model: nn.Module, step: Callable[[nn.Module, dict[str, Any]], Any]) -> None:
-        super().__init__()
-        self.model, self._step = model, step
-
-    def forward(self, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
-        out = self._step(self.model, batch)
-        return out.loss, dict(out.metrics)
-
-
 def shard_model(model: nn.Module, step: Callable[[nn.Module, dict[str, Any]], Any]) -> StepUnit:
     """`fully_shard` each decoder layer of `model` in place, then the root: a `StepUnit` around it holding the rest
-    (embeddings, final norm, head). Returns the unit; run each step through it."""
+    (embeddings, final norm, head), all-gathered around the whole step. Returns the unit; run each step through it."""
     from torch.distributed.fsdp import fully_shard
 
     for layer in layers_to_shard(model):

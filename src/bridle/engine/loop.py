@@ -33,10 +33,11 @@ from bridle.engine.distributed import (
     sharded_strategy,
     use_cpu_backend,
 )
-from bridle.engine.fsdp_cpu import StepUnit, full_tensor, gathered_state_dict, shard_model, sharding_note
+from bridle.engine.fsdp_cpu import full_tensor, gathered_state_dict, shard_model, sharding_note
 from bridle.engine.logging import RunLog, console, format_metrics, parse_trackers
 from bridle.engine.rundir import math_config, resumable_checkpoint, run_fingerprint
 from bridle.engine.schedule import make_scheduler
+from bridle.engine.step_unit import StepUnit
 from bridle.engine.stopping import Stopping
 from bridle.errors import BridleError, ConfigError
 
@@ -144,16 +145,18 @@ class Engine:
                               process_index=self.accelerator.process_index,
                               num_processes=self.accelerator.num_processes)
         self.total_steps = self._total_steps()
-        self._fsdp_unit: StepUnit | None = None
+        # every step runs as the forward of one unit (model + step), the module the DDP / FSDP wrappers wrap
         if self.cpu_fsdp:  # before the optimizer: it must hold the sharded (DTensor) parameters
             if is_online(objective):
                 raise ConfigError(f"FSDP on CPU processes runs offline methods (SFT, DPO, reward models, ...); "
                                   f"bridle {self.method_name} samples from the policy outside the sharded step. "
                                   "Drop --accelerate-config (plain data parallel over gloo).")
-            self._fsdp_unit = shard_model(model, objective.step)
-            note = sharding_note(self._fsdp_unit)  # every process takes part
+            unit = shard_model(model, objective.step)
+            note = sharding_note(unit)  # every process takes part
             if self.accelerator.is_main_process:
                 console.print(note, soft_wrap=True, markup=False)
+        else:
+            unit = StepUnit(model, objective.step)
         params = [p for p in model.parameters() if p.requires_grad]
         if not params:
             raise ValueError("the model has no trainable parameters")
@@ -161,11 +164,11 @@ class Engine:
                                       betas=(config.adam_beta1, config.adam_beta2))
         scheduler = make_scheduler(optimizer, total_steps=self.total_steps, kind=config.lr_schedule,
                                    warmup_steps=round(config.warmup_ratio * self.total_steps))
-        if self.cpu_fsdp:  # no DDP wrapper around the sharded model: accelerate prepares the rest
-            self.model = model
+        if self.cpu_fsdp:  # no DDP wrapper around the sharded unit: accelerate prepares the rest
+            self.model: nn.Module = unit
             self.optimizer, self.scheduler = self.accelerator.prepare(optimizer, scheduler)
-        else:
-            self.model, self.optimizer, self.scheduler = self.accelerator.prepare(model, optimizer, scheduler)
+        else:  # DDP / DeepSpeed / GPU FSDP wrap the unit, so the whole step is inside their forward
+            self.model, self.optimizer, self.scheduler = self.accelerator.prepare(unit, optimizer, scheduler)
         self.params = params
         self.step = 0  # optimizer steps done
         self.nonfinite_steps, self._nonfinite_in_a_row = 0, 0  # steps skipped for a NaN/inf loss or gradient
@@ -183,9 +186,14 @@ class Engine:
         return max(1, math.ceil(self.plan.per_epoch * self.config.epochs / self.config.grad_accum))
 
     @property
-    def unwrapped_model(self) -> nn.Module:
-        """The model being trained, without the accelerate wrappers (for sampling, evaluation and saving)."""
+    def unit(self) -> StepUnit:
+        """The step unit under the accelerate / DDP / DeepSpeed wrappers."""
         return self.accelerator.unwrap_model(self.model)
+
+    @property
+    def unwrapped_model(self) -> nn.Module:
+        """The model being trained, without the step unit and the wrappers (for sampling, evaluation and saving)."""
+        return self.unit.model
 
     @property
     def finished(self) -> bool:
@@ -263,11 +271,9 @@ class Engine:
         return sums, tokens
 
     def _run_step(self, batch: dict[str, Any]) -> StepOutput:
-        """The objective's step on one micro-batch (under CPU FSDP through the root unit, which gathers the
-        model's unsharded embeddings and head around it)."""
-        if self._fsdp_unit is None:
-            return self.objective.step(self.model, batch)
-        loss, metrics = self._fsdp_unit(batch)
+        """The objective's step on one micro-batch, as the forward of the (wrapped) step unit: DDP then all-reduces
+        the gradients of everything the step touched; CPU FSDP gathers the root's embeddings and head around it."""
+        loss, metrics = self.model(batch)
         return StepOutput(loss, metrics)
 
     def _batches_to_run(self, batches: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -346,9 +352,9 @@ class Engine:
         if not self.sharded:
             return None
         if self.cpu_fsdp:
-            assert self._fsdp_unit is not None
-            return gathered_state_dict(self._fsdp_unit)
-        return self.accelerator.get_state_dict(self.model)
+            return gathered_state_dict(self.unit)
+        state = self.accelerator.get_state_dict(self.model)
+        return {k.removeprefix("model."): v for k, v in state.items()}  # (the step unit's prefix)
 
     def close(self) -> None:
         """After the run (and the final save): wait for every process, then end the distributed group."""

@@ -38,14 +38,6 @@ from bridle.rollout import Rollout, SamplingSettings, as_messages, sample
 from bridle.rollout.vllm_backend import BACKENDS, VLLMSampler, check_backend
 
 
-def check_processes(method_cls: type, processes: int) -> None:
-    """Refuse several processes for a method whose step cannot run under DDP yet, saying why and what to use."""
-    why = getattr(method_cls, "single_process_only", None)
-    if processes > 1 and why:
-        raise ConfigError(f"bridle {method_cls.name} runs in one process only for now: {why}. Drop --num-processes, "
-                          "or use grpo / rloo, which run on several.")
-
-
 @dataclass
 class OnlineConfig(TrainConfig):
     """Keys shared by every online method (the engine's keys, plus rollout and reward)."""
@@ -101,8 +93,6 @@ class OnlineMethod(Method):
     Config: ClassVar[type[TrainConfig]] = OnlineConfig
     aggregation: ClassVar[str] = "token"  # what the loss averages over: "token" → weight by tokens, else rows
     uses_ratio: ClassVar[bool] = True  # the loss reads π_old (a PPO ratio); RAFT's SFT loss does not
-    # whether its step runs the model through its forward (so DDP syncs the gradients); None = yes, else why not
-    single_process_only: ClassVar[str | None] = None
     config: OnlineConfig
 
     def __init__(self, config: TrainConfig, tokenizer: Any) -> None:
@@ -138,7 +128,6 @@ class OnlineMethod(Method):
             if getattr(c, key) < 1:
                 raise ConfigError(f"key {key!r} must be >= 1; got {getattr(c, key)}.")
         check_backend(c.rollout_backend, lora=c.lora)
-        check_processes(type(self), world_size())
         if c.judge_every < 0:
             raise ConfigError(f"key 'judge_every' must be >= 0; got {c.judge_every}.")
         if c.judge_every and not c.judge:

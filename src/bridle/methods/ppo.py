@@ -68,8 +68,6 @@ class PPO(OnlineMethod):
     """PPO with a critic, GAE and a KL-penalized reward (fixed or adaptive β)."""
 
     Config = PPOConfig
-    single_process_only = ("its step reaches the policy and the value model through the model's attributes, which "
-                           "the DDP wrapper does not forward (DDP synchronizes gradients through its forward only)")
     summary = "PPO (RLHF stage 3): critic + GAE, reward = score − β·KL to the reference (fixed or adaptive β)"
     config: PPOConfig
 

@@ -89,7 +89,7 @@ def _train(method_cls: type[Method], config: TrainConfig, fingerprint: str) -> T
     method.before_training(model, train_items, eval_items)
     engine = Engine(config, model, method, train_items, eval_items)
     result = engine.fit()
-    trained = engine.accelerator.unwrap_model(engine.model)
+    trained = engine.unwrapped_model
     gathered = engine.full_state_dict()  # FSDP / DeepSpeed: every process takes part; None when not sharded
     if not main:
         engine.close()  # waits while the main process saves the model

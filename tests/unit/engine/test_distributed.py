@@ -98,18 +98,6 @@ def test_a_run_not_launched_in_the_processes_it_asks_for_is_refused(monkeypatch)
     check_process_count(TrainConfig())
 
 
-def test_ppo_is_refused_on_several_processes_before_they_start(tmp_path, capsys):
-    from bridle.cli.main import main
-
-    data = tmp_path / "prompts.jsonl"
-    data.write_text('{"prompt": "1+1?", "answer": "2"}\n')
-    code = main(["ppo", "--model", "tiny-random", "--data", str(data), "--reward", "math_exact_match",
-                 "--num-processes", "2", "--output-dir", str(tmp_path / "out")])
-    assert code == 2
-    assert "bridle ppo runs in one process only for now" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()  # refused before any process started
-
-
 def test_gradients_that_differ_across_processes_stop_the_run():
     import torch
 
