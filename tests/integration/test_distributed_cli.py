@@ -13,7 +13,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -232,3 +231,32 @@ def test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_as_one_process(ti
         if name in saved:
             torch.testing.assert_close(value, saved[name], rtol=0, atol=0)
     assert done.stderr.count("saved model to") == 1
+
+
+def test_fsdp_run_killed_mid_way_resumes_to_the_weights_of_an_uninterrupted_run(tiny_model_dir, tmp_path):
+    # the checkpoint of a sharded run: each process's shards of the weights and AdamW moments gathered whole to the
+    # main process and written as usual; on resume each process takes its shards back from it
+    data = write_chats(tmp_path / "chats.jsonl", rows=16)
+    flags = ["--max-steps", "6", "--save-every", "2", "--grad-accum", "2", "--max-grad-norm", "1.0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(sft_flags(tiny_model_dir, data, one) + flags + ["--batch-size", "4"]) == 0
+    two_flags = sft_flags(tiny_model_dir, data, two) + flags + ["--batch-size", "2", "--num-processes", "2",
+                                                                "--accelerate-config", FSDP]
+    killed = run_cli(two_flags, {"BRIDLE_FAULT_KILL_AT_STEP": "3"})
+    assert killed.returncode != 0
+    checkpoint = two / "checkpoints" / "step-0000002"
+    assert not (two / "model").exists() and checkpoint.is_dir()
+    saved = load_file(str(checkpoint / "model.safetensors"))  # whole tensors under their plain names
+    reference = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    assert {k: v.shape for k, v in saved.items()} == {k: reference[k].shape for k in saved}
+    state = json.loads((checkpoint / "trainer_state.json").read_text())
+    assert state["optimizer_keys"] == "names" and state["sharded"] == "FSDP"
+    unsharded = run_cli(sft_flags(tiny_model_dir, data, two) + flags + ["--batch-size", "2", "--num-processes", "2",
+                                                                        "--resume"])
+    assert unsharded.returncode != 0 and "written by an FSDP run; this one is unsharded" in unsharded.stderr, \
+        unsharded.stderr[-2000:]  # refused before anything loads: the checkpoint is still there to resume
+    resumed = run_cli(two_flags + ["--resume"])
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert "resumed from" in resumed.stderr and "step-0000002" in resumed.stderr
+    assert_same_curves(one, two, ("loss", "grad_norm", "lr"))
+    assert_same_weights(one, two)

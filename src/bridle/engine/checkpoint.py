@@ -39,18 +39,19 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_checkpoint(directory: Path, *, step: int, model: nn.Module, optimizer: torch.optim.Optimizer,
+def save_checkpoint(directory: Path, *, step: int, weights: dict[str, torch.Tensor], optimizer_state: Any,
                     scheduler: Any, state: dict[str, Any], keep: int) -> Path:
-    """Write checkpoint `step` under `directory`, then prune: of the checkpoints of this run (those with the same
-    `state["fingerprint"]`), keep the newest `keep` by step, always including the one just written. Checkpoints of
-    other runs are neither counted nor deleted."""
+    """Write checkpoint `step` under `directory` (`weights`: the trainable ones, `trainable_state`; the optimizer's
+    state dict), then prune: of the checkpoints of this run (those with the same `state["fingerprint"]`), keep the
+    newest `keep` by step, always including the one just written. Checkpoints of other runs are neither counted nor
+    deleted."""
     directory.mkdir(parents=True, exist_ok=True)
     final = directory / f"step-{step:07d}"
     tmp = directory / f"step-{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
-    save_file(trainable_state(model), str(tmp / "model.safetensors"))
-    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    save_file(weights, str(tmp / "model.safetensors"))
+    torch.save(optimizer_state, tmp / "optimizer.pt")
     torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
     torch.save(rng_state(), tmp / "rng.pt")
     (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step}, indent=1))
@@ -114,6 +115,12 @@ def load_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Opti
         for name, value in weights.items():
             params[name].copy_(value)
     optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=False))
+    return load_schedule_and_rng(path, scheduler)
+
+
+def load_schedule_and_rng(path: Path, scheduler: Any) -> dict[str, Any]:
+    """Restore the schedule and the RNG from checkpoint `path`; returns its trainer state (weights and optimizer
+    are the caller's: `load_checkpoint`, or bridle.engine.sharded_state for a sharded model)."""
     scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=False))
     set_rng_state(torch.load(path / "rng.pt", weights_only=False))
     return json.loads((path / STATE_FILE).read_text())

@@ -138,11 +138,10 @@ def check_sharded_config(config: Any, strategy: str) -> None:
     """What Bridle does not yet do under a sharded strategy, refused before the first step with what to do."""
     from bridle.errors import ConfigError
 
-    if config.save_every or config.resume != "no":
-        raise ConfigError(f"--save-every / --resume under {strategy}: Bridle's resumable checkpoints hold the full, "
-                          "unsharded weights and optimizer of one process, which a sharded run does not have. Train "
-                          "without them (the final model is still saved), or use data parallel "
-                          "(configs/accelerate/ddp.yaml) when the model fits one device.")
+    if strategy == "DeepSpeed" and (config.save_every or config.resume != "no"):
+        raise ConfigError("--save-every / --resume under DeepSpeed: Bridle gathers a sharded run's checkpoint "
+                          "with torch's state-dict API, which covers FSDP, not DeepSpeed's engine. Train without "
+                          "them (the final model is still saved), or use FSDP (configs/accelerate/fsdp.yaml).")
     if strategy == "DeepSpeed" and config.grad_accum > 1:
         raise ConfigError("--grad-accum under DeepSpeed: DeepSpeed accumulates itself (gradient_accumulation_steps "
                           "in the accelerate config) and Bridle's accumulation would bypass it; pass --grad-accum 1 "

@@ -6,6 +6,7 @@ hand each update to the engine's `optimizer_step` and `after_step`, the same two
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import os
 import signal
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 
 from bridle.config import TrainConfig
 from bridle.engine.batches import BatchPlan, iterate_eval
-from bridle.engine.checkpoint import load_checkpoint, save_checkpoint
+from bridle.engine.checkpoint import STATE_FILE, load_checkpoint, save_checkpoint, trainable_state
 from bridle.engine.distributed import (
     check_gradients_in_sync,
     check_sharded_config,
@@ -37,6 +38,7 @@ from bridle.engine.fsdp_cpu import full_tensor, gathered_state_dict, shard_model
 from bridle.engine.logging import RunLog, console, format_metrics, parse_trackers
 from bridle.engine.rundir import math_config, resumable_checkpoint, run_fingerprint
 from bridle.engine.schedule import make_scheduler
+from bridle.engine.sharded_state import BY_NAME, gather_training_state, load_sharded_checkpoint
 from bridle.engine.step_unit import StepUnit
 from bridle.engine.stopping import Stopping
 from bridle.errors import BridleError, ConfigError
@@ -140,7 +142,7 @@ class Engine:
         # FSDP / DeepSpeed on GPUs: untested here (no GPU), see scaling.md
         self.sharded = "FSDP" if self.cpu_fsdp else sharded_strategy(self.accelerator)
         if self.sharded:
-            check_sharded_config(config, self.sharded)
+            check_sharded_config(config, self.sharded)  # (FSDP checkpoints: bridle.engine.sharded_state)
         self.plan = BatchPlan(len(train_items), config.batch_size, seed=config.seed,
                               process_index=self.accelerator.process_index,
                               num_processes=self.accelerator.num_processes)
@@ -357,8 +359,15 @@ class Engine:
         return {k.removeprefix("model."): v for k, v in state.items()}  # (the step unit's prefix)
 
     def close(self) -> None:
-        """After the run (and the final save): wait for every process, then end the distributed group."""
+        """After the run (and the final save): wait for every process, then end the distributed group.
+
+        The DDP wrapper goes first. Its reducer holds the process group; were it the group's last holder, the group
+        would be destroyed from the reducer's destructor with the GIL held, joining gloo's threads while one of them
+        waits for the GIL: a rank that never exits (seen twice in 2-process runs). Destroyed by torch's own call,
+        the group releases the GIL first."""
         self.accelerator.wait_for_everyone()
+        self.model = self.unit  # (the unit itself holds no process group)
+        self.accelerator.free_memory()  # the wrappers accelerate keeps, then a garbage collection
         self.accelerator.state.destroy_process_group()
 
     # -- checkpoints and evaluation ----------------------------------------------------------------------------
@@ -367,18 +376,26 @@ class Engine:
         return self.output_dir / "checkpoints"
 
     def save_checkpoint(self) -> None:
+        """A resumable checkpoint, written by the main process. Under FSDP every process first hands its shards of
+        the weights and AdamW states over (bridle.engine.sharded_state): the files are those of an unsharded run,
+        with the optimizer state keyed by parameter name."""
         acc = self.accelerator
         acc.wait_for_everyone()
+        if self.sharded == "FSDP":
+            weights, optimizer_state = gather_training_state(self.model, self.optimizer.optimizer)
+        elif acc.is_main_process:
+            weights, optimizer_state = trainable_state(self.unwrapped_model), self.optimizer.state_dict()
         if acc.is_main_process:
             state: dict[str, Any] = {"total_steps": self.total_steps, "fingerprint": self.fingerprint,
                                      "config": math_config(self.config, self.method_name),
                                      "nonfinite": [self.nonfinite_steps, self._nonfinite_in_a_row],
-                                     "stopping": self.stopping.state_dict(), "num_processes": acc.num_processes}
+                                     "stopping": self.stopping.state_dict(), "num_processes": acc.num_processes,
+                                     "sharded": self.sharded,
+                                     "optimizer_keys": BY_NAME if self.sharded == "FSDP" else "numbers"}
             if hasattr(self.objective, "state_dict"):
                 state["objective"] = self.objective.state_dict()
-            save_checkpoint(self.checkpoint_dir, step=self.step, model=self.unwrapped_model,
-                            optimizer=self.optimizer, scheduler=self.scheduler, state=state,
-                            keep=self.config.keep_checkpoints)
+            save_checkpoint(self.checkpoint_dir, step=self.step, weights=weights, optimizer_state=optimizer_state,
+                            scheduler=self.scheduler, state=state, keep=self.config.keep_checkpoints)
 
     @property
     def method_name(self) -> str:
@@ -399,21 +416,36 @@ class Engine:
                                      required=self.config.resume == "yes")
         if found is None:
             return None
-        state = load_checkpoint(found, model=self.unwrapped_model, optimizer=self.optimizer,
-                                scheduler=self.scheduler)
+        self.check_resumable(found, json.loads((found / STATE_FILE).read_text()))
+        if self.sharded == "FSDP":
+            state = load_sharded_checkpoint(found, self.model, self.optimizer.optimizer, self.scheduler)
+        else:
+            state = load_checkpoint(found, model=self.unwrapped_model, optimizer=self.optimizer,
+                                    scheduler=self.scheduler)
         self.step = int(state["step"])
-        saved_by = int(state.get("num_processes", 1))
-        if saved_by != self.accelerator.num_processes:  # the global batch, and so every step, would differ
-            raise BridleError(f"--resume: {found} was written by a run of {saved_by} processes; this one has "
-                              f"{self.accelerator.num_processes}. Resume with --num-processes {saved_by} (the "
-                              "global batch is --batch-size × processes × --grad-accum), or start a new run.")
-        if self.step > self.total_steps:
-            raise BridleError(f"--resume: {found} is at step {self.step}, past this run's {self.total_steps} steps.")
         if "objective" in state and hasattr(self.objective, "load_state_dict"):
             self.objective.load_state_dict(state["objective"])
         self.nonfinite_steps, self._nonfinite_in_a_row = state.get("nonfinite", (0, 0))  # skips count on
         self.stopping.load_state_dict(state.get("stopping", {}))  # patience counts on
         return found
+
+    def check_resumable(self, found: Path, saved: dict[str, Any]) -> None:
+        """Refuse, before loading anything, a checkpoint this run cannot continue exactly: another number of
+        processes (the global batch would differ), another layout of the optimizer state (sharded or not), or a
+        step past this run's budget."""
+        processes, strategy = int(saved.get("num_processes", 1)), saved.get("sharded")
+        if processes != self.accelerator.num_processes:
+            raise BridleError(f"--resume: {found} was written by a run of {processes} processes; this one has "
+                              f"{self.accelerator.num_processes}. Resume with --num-processes {processes} (the "
+                              "global batch is --batch-size × processes × --grad-accum), or start a new run.")
+        if strategy != self.sharded:
+            written = f"an {strategy} run" if strategy else "an unsharded run"
+            now = f"{self.sharded}" if self.sharded else "unsharded (data parallel)"
+            raise BridleError(f"--resume: {found} was written by {written}; this one is {now}, and the two keep "
+                              "their optimizer state differently. Resume with the --accelerate-config that wrote it.")
+        if int(saved["step"]) > self.total_steps:
+            raise BridleError(f"--resume: {found} is at step {saved['step']}, past this run's {self.total_steps} "
+                              "steps.")
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, float]:

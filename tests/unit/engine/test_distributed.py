@@ -80,11 +80,12 @@ def test_sharding_asked_for_where_neither_accelerate_nor_the_engine_runs_it_is_r
 
 
 def test_checkpoints_and_accumulation_are_refused_where_not_wired_for_sharded_models():
-    with pytest.raises(ConfigError, match="--save-every / --resume under FSDP"):
-        check_sharded_config(TrainConfig(save_every=5), "FSDP")
+    with pytest.raises(ConfigError, match="--save-every / --resume under DeepSpeed"):
+        check_sharded_config(TrainConfig(save_every=5), "DeepSpeed")
     with pytest.raises(ConfigError, match="--grad-accum under DeepSpeed"):
         check_sharded_config(TrainConfig(grad_accum=2), "DeepSpeed")
     check_sharded_config(TrainConfig(), "FSDP")
+    check_sharded_config(TrainConfig(save_every=5, resume="auto", grad_accum=2), "FSDP")  # (sharded_state)
 
 
 def test_a_run_not_launched_in_the_processes_it_asks_for_is_refused(monkeypatch):

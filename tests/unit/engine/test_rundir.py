@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from bridle.config import TrainConfig
-from bridle.engine.checkpoint import STATE_FILE, list_checkpoints, save_checkpoint
+from bridle.engine.checkpoint import STATE_FILE, list_checkpoints, save_checkpoint, trainable_state
 from bridle.engine.rundir import (
     LOCK_FILE,
     NEUTRAL_KEYS,
@@ -57,8 +57,8 @@ def write(directory: Path, config: TrainConfig, step: int, keep: int, method: st
     optimizer = torch.optim.AdamW(model.parameters())
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0)
     state = {"fingerprint": run_fingerprint(config, method), "config": math_config(config, method)}
-    return save_checkpoint(directory, step=step, model=model, optimizer=optimizer, scheduler=scheduler, state=state,
-                           keep=keep)
+    return save_checkpoint(directory, step=step, weights=trainable_state(model),
+                           optimizer_state=optimizer.state_dict(), scheduler=scheduler, state=state, keep=keep)
 
 
 # -- fingerprint ----------------------------------------------------------------------------------------------------
