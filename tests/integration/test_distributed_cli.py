@@ -22,6 +22,7 @@ from bridle.cli.main import main
 QA = [("What is 2 plus 2?", "2 plus 2 is 4."), ("Name a color.", "Blue is a color."),
       ("Say hello.", "Hello!"), ("What is the capital of France?", "Paris is the capital of France."),
       ("Count to three.", "One, two, three."), ("Spell cat.", "C, A, T.")]
+FSDP = str(Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml")
 
 
 def write_chats(path: Path, rows: int) -> Path:
@@ -133,6 +134,32 @@ def test_two_grpo_processes_sample_their_shards_and_train_as_one_process(tiny_mo
     assert_same_weights(one, two)
 
 
+def test_grpo_under_fsdp_samples_from_an_unsharded_copy_and_trains_as_one_process(tiny_model_dir, tmp_path):
+    # each round the sharded policy's weights are gathered into each process's unsharded copy, which samples,
+    # scores, takes the π_old / reference log-probs and evaluates; the step runs sharded. 2 rounds: the second one
+    # samples from the weights the first one's updates made
+    from bridle.data.arithmetic import write_arithmetic
+
+    prompts = write_arithmetic(tmp_path / "arithmetic.jsonl", 16, seed=1)
+    reward = tmp_path / "letters.py"
+    reward.write_text(LETTERS)
+    flags = ["grpo", "--model", str(tiny_model_dir), "--data", str(prompts), "--max-new-tokens", "6", "--lr", "3e-3",
+             "--log-every", "1", "--seed", "0", "--no-progress", "--reward", f"{reward}:letters", "--max-steps", "4",
+             "--prompts-per-rollout", "4", "--num-samples", "2", "--grad-accum", "1", "--temperature", "0.9",
+             "--top-k", "50", "--beta", "0.1", "--update-epochs", "1"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(flags + ["--output-dir", str(one), "--batch-size", "4", "--rollout-shards", "2"]) == 0
+    done = run_cli(flags + ["--output-dir", str(two), "--batch-size", "2", "--num-processes", "2",
+                            "--accelerate-config", FSDP])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "parameters are DTensors: True" in done.stderr + done.stdout
+    assert_same_curves(one, two, ("loss", "grad_norm", "reward/mean", "reward/std", "rollout/response_length",
+                                  "kl/ref_per_token"))
+    rewards = [r["reward/mean"] for r in metrics(two) if "loss" in r]
+    assert rewards[0] != rewards[2]  # two rounds, the second sampled from the updated weights
+    assert_same_weights(one, two)
+
+
 def test_two_dpo_processes_train_as_one_process(tiny_model_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("BRIDLE_CACHE", str(tmp_path / "cache"))
     data = write_pairs(tmp_path / "pairs.jsonl")
@@ -198,9 +225,6 @@ def test_two_ppo_processes_with_adaptive_kl_train_as_one_process(tiny_model_dir,
     coefs = [r["kl/coef"] for r in metrics(two) if "kl/coef" in r]
     assert coefs[0] != coefs[-1]  # the controller moved β between rounds, the same way in both runs
     assert_same_weights(one, two)
-
-
-FSDP = str(Path(__file__).resolve().parents[2] / "configs" / "accelerate" / "fsdp.yaml")
 
 
 def test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_as_one_process(tiny_model_dir, tmp_path):

@@ -77,3 +77,24 @@ def gathered_state_dict(unit: StepUnit) -> dict[str, Tensor]:
     if torch.distributed.get_rank() != 0:
         return {}
     return {k.removeprefix("model."): v.detach().clone() for k, v in state.items()}
+
+
+def unsharded_copy(model: nn.Module) -> nn.Module:
+    """A plain copy of `model` made before it is sharded, without gradients: what an online method samples, scores
+    and evaluates with under FSDP (a forward outside the step unit would meet sharded root parameters, and each
+    process samples a different number of tokens, so the layers' all-gathers would not pair up). It costs one
+    full copy of the weights per process, as a colocated rollout engine does."""
+    import copy
+
+    clone = copy.deepcopy(model)
+    clone.requires_grad_(False)
+    return clone
+
+
+def load_full_weights(unit: nn.Module, target: nn.Module) -> None:
+    """Copy the sharded unit's current weights, whole, into `target` (its unsharded copy) on every process.
+    Every process must call it: each shard is all-gathered."""
+    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+    state = get_model_state_dict(unit, options=StateDictOptions(full_state_dict=True))
+    target.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})

@@ -34,14 +34,21 @@ from bridle.engine.distributed import (
     sharded_strategy,
     use_cpu_backend,
 )
-from bridle.engine.fsdp_cpu import full_tensor, gathered_state_dict, shard_model, sharding_note
+from bridle.engine.fsdp_cpu import (
+    full_tensor,
+    gathered_state_dict,
+    load_full_weights,
+    shard_model,
+    sharding_note,
+    unsharded_copy,
+)
 from bridle.engine.logging import RunLog, console, format_metrics, parse_trackers
 from bridle.engine.rundir import math_config, resumable_checkpoint, run_fingerprint
 from bridle.engine.schedule import make_scheduler
 from bridle.engine.sharded_state import BY_NAME, gather_training_state, load_sharded_checkpoint
 from bridle.engine.step_unit import StepUnit
 from bridle.engine.stopping import Stopping
-from bridle.errors import BridleError, ConfigError
+from bridle.errors import BridleError
 
 FAULT_ENV = "BRIDLE_FAULT_KILL_AT_STEP"  # test hook: SIGKILL this process right after that optimizer step
 SEEN_ENV = "BRIDLE_DEBUG_SEEN_ITEMS"  # test hook: a directory where each process appends the items it trained on
@@ -148,11 +155,9 @@ class Engine:
                               num_processes=self.accelerator.num_processes)
         self.total_steps = self._total_steps()
         # every step runs as the forward of one unit (model + step), the module the DDP / FSDP wrappers wrap
+        # an online method samples, scores and evaluates outside the step: under FSDP with an unsharded copy
+        self._rollout_copy = unsharded_copy(model) if self.cpu_fsdp and is_online(objective) else None
         if self.cpu_fsdp:  # before the optimizer: it must hold the sharded (DTensor) parameters
-            if is_online(objective):
-                raise ConfigError(f"FSDP on CPU processes runs offline methods (SFT, DPO, reward models, ...); "
-                                  f"bridle {self.method_name} samples from the policy outside the sharded step. "
-                                  "Drop --accelerate-config (plain data parallel over gloo).")
             unit = shard_model(model, objective.step)
             note = sharding_note(unit)  # every process takes part
             if self.accelerator.is_main_process:
@@ -196,6 +201,15 @@ class Engine:
     def unwrapped_model(self) -> nn.Module:
         """The model being trained, without the step unit and the wrappers (for sampling, evaluation and saving)."""
         return self.unit.model
+
+    def rollout_model(self) -> nn.Module:
+        """The model online methods sample, score and evaluate with, outside the training step: the trained model
+        itself, or under FSDP an unsharded copy refreshed with its current weights (every process must call it
+        then: the shards are all-gathered into each process's copy, as a rollout engine is refreshed each round)."""
+        if self._rollout_copy is None:
+            return self.unwrapped_model
+        load_full_weights(self.unit, self._rollout_copy)
+        return self._rollout_copy
 
     @property
     def finished(self) -> bool:
@@ -455,7 +469,7 @@ class Engine:
             return {}
         own = getattr(self.objective, "evaluate", None)
         if own is not None:
-            metrics = own(self.unwrapped_model)
+            metrics = own(self.rollout_model())
             self.model.train()
             return {f"eval/{k}": v for k, v in metrics.items()}
         self.model.eval()

@@ -189,9 +189,10 @@ class OnlineMethod(Method):
                               "updates, whose sampled responses were not saved. Resume from a checkpoint at a "
                               "multiple of that (--save-every).")
         for round_index in range(start_step // self.updates_per_round, self.num_rounds(engine.total_steps)):
-            experience, metrics = self.make_experience(engine.unwrapped_model, round_index)
+            model = engine.rollout_model()  # the policy as trained so far (under FSDP: an unsharded copy)
+            experience, metrics = self.make_experience(model, round_index)
             metrics["epoch"] = (round_index + 1) * c.prompts_per_rollout / len(self.prompts)  # passes over prompts
-            metrics.update(self.watch(engine.unwrapped_model, round_index, metrics))
+            metrics.update(self.watch(model, round_index, metrics))
             for epoch in range(c.update_epochs):
                 for minibatch in self.minibatches(experience, round_index, epoch):
                     if engine.finished:  # --max-steps may end the run inside a round

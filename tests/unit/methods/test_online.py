@@ -91,6 +91,9 @@ class RecordingEngine:
         self.unwrapped_model = None
         self.steps: list[tuple[list[dict], dict]] = []  # (micro-batches, metrics) per optimizer step
 
+    def rollout_model(self):
+        return self.unwrapped_model
+
     @property
     def finished(self) -> bool:
         return self.step >= self.total_steps
