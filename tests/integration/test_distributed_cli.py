@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
@@ -284,3 +285,68 @@ def test_fsdp_run_killed_mid_way_resumes_to_the_weights_of_an_uninterrupted_run(
     assert "resumed from" in resumed.stderr and "step-0000002" in resumed.stderr
     assert_same_curves(one, two, ("loss", "grad_norm", "lr"))
     assert_same_weights(one, two)
+
+
+def write_unpaired(path: Path) -> Path:
+    rows = [{"prompt": f"{q} ({i})", "completion": text, "label": good}
+            for i, (q, a) in enumerate(QA * 2) for text, good in ((a, True), ("No.", False))]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_two_kto_processes_take_the_kl_estimate_over_the_global_batch_and_train_as_one(tiny_model_dir, tmp_path,
+                                                                                        monkeypatch):
+    # KTO's reference point z0 is a batch statistic (the mean KL of mismatched pairs): each process holds half the
+    # batch, so it is all-reduced inside the step; taken over a process's half it would differ from one process's
+    monkeypatch.setenv("BRIDLE_CACHE", str(tmp_path / "cache"))
+    data = write_unpaired(tmp_path / "unpaired.jsonl")
+    flags = ["kto", "--model", str(tiny_model_dir), "--data", str(data), "--max-length", "128", "--lr", "1e-3",
+             "--max-steps", "3", "--log-every", "1", "--no-progress", "--seed", "1", "--eval-fraction", "0"]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(flags + ["--output-dir", str(one), "--batch-size", "4"]) == 0
+    done = run_cli(flags + ["--output-dir", str(two), "--batch-size", "2", "--num-processes", "2"])
+    assert done.returncode == 0, done.stderr[-3000:]
+    # (not reward/chosen and the like: means over the desirable rows of each micro-batch, then over micro-batches,
+    # they depend on how the batch is cut, as with --grad-accum in one process)
+    assert_same_curves(one, two, ("loss", "grad_norm", "kl"))
+    assert_same_weights(one, two)
+
+
+PAIRED = ("orpo", "simpo", "rrhf")
+
+
+@pytest.mark.slow  # ~10-30 s each: the default suite keeps one check per kind of step
+@pytest.mark.parametrize("command,strategy", [(m, "ddp") for m in (*PAIRED, "rloo", "raft")]
+                         + [(m, "fsdp") for m in ("dpo", "rm", "kto", "ppo")])
+def test_every_other_method_trains_on_two_processes_as_on_one(command, strategy, tiny_model_dir, tmp_path,
+                                                              monkeypatch):
+    monkeypatch.setenv("BRIDLE_CACHE", str(tmp_path / "cache"))
+    if command in ("rloo", "raft", "ppo"):
+        from bridle.data.arithmetic import write_arithmetic
+
+        reward = tmp_path / "letters.py"
+        reward.write_text(LETTERS)
+        data = write_arithmetic(tmp_path / "arithmetic.jsonl", 16, seed=1)
+        extra = ["--max-new-tokens", "6", "--reward", f"{reward}:letters", "--prompts-per-rollout", "4",
+                 "--num-samples", "2", "--temperature", "0.9", "--top-k", "50", "--update-epochs", "1",
+                 "--max-steps", "4" if command != "raft" else "2"]
+        one_batch = ["--batch-size", "4", "--rollout-shards", "2"]  # the shards two processes sample
+    else:
+        data = (write_unpaired(tmp_path / "d.jsonl") if command == "kto" else write_pairs(tmp_path / "d.jsonl"))
+        if command == "rrhf":  # ranked responses: the pair as two of them, with scores
+            rows = [json.loads(line) for line in data.read_text().splitlines()]
+            data.write_text("".join(json.dumps({"prompt": r["prompt"], "responses": [r["chosen"], r["rejected"]],
+                                                "scores": [1, 0]}) + "\n" for r in rows))
+        extra = ["--max-length", "128", "--max-steps", "3", "--eval-fraction", "0"]
+        one_batch = ["--batch-size", "4"]
+    flags = [command, "--model", str(tiny_model_dir), "--data", str(data), "--lr", "1e-3", "--log-every", "1",
+             "--no-progress", "--seed", "1", *extra]
+    one, two = tmp_path / "one", tmp_path / "two"
+    assert main(flags + ["--output-dir", str(one), *one_batch]) == 0
+    launch = ["--batch-size", "2", "--num-processes", "2"]
+    if strategy == "fsdp":
+        launch += ["--accelerate-config", FSDP]
+    done = run_cli(flags + ["--output-dir", str(two), *launch])
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert_same_curves(one, two, ("loss", "grad_norm"))
+    assert_same_weights(one, two, atol=1e-3 if command == "rm" else 1e-5)

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
+from torch import Tensor
 
 
 def world_size() -> int:
@@ -84,6 +85,17 @@ def check_gradients_in_sync(accelerator: Any, grad_norm: float, method: str) -> 
                           f"(norms {shown}): part of its step ran outside the DDP wrapper's forward, so DDP did "
                           "not synchronize it. This is a bug in Bridle; train in one process (drop --num-processes) "
                           "until it is fixed.")
+
+
+def global_mean(values: Tensor, *, counted: bool = True) -> Tensor:
+    """The mean of `values` over every process's micro-batch of this step, each process passing its own (a batch
+    statistic of the global batch, such as KTO's KL estimate). A stand-in batch of weight 0 passes
+    `counted=False` and adds nothing. One all-reduce, so every process must call it; alone, the plain mean."""
+    if not torch.distributed.is_initialized() or torch.distributed.get_world_size() == 1:
+        return values.mean()
+    total = torch.stack([values.detach().sum(), values.new_tensor(float(values.numel()))]) * float(counted)
+    torch.distributed.all_reduce(total)
+    return total[0] / total[1].clamp(min=1)
 
 
 def gather_lists(items: Sequence[Any]) -> list[Any]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import torch
@@ -13,6 +14,7 @@ from bridle import objectives
 from bridle.config import option
 from bridle.data import TokenizedUnpaired, load_unpaired_dataset, unpaired_collate
 from bridle.engine import StepOutput
+from bridle.engine.distributed import global_mean
 from bridle.methods.base import Method, method
 from bridle.methods.preference import PreferenceConfig, check_positive
 from bridle.methods.reference import ReferenceMixin
@@ -61,7 +63,9 @@ class KTO(ReferenceMixin, Method):
             kl_logps = causal_lm_logps(model, batch["kl_input_ids"], batch["kl_labels"],
                                        attention_mask=batch["kl_attention_mask"]).row_sums()
         cfg = self.config
+        # z0 over every process's share of the global batch, as one process takes it over the whole batch
+        kl_mean = partial(global_mean, counted=float(batch["weight"]) > 0)
         loss, metrics = objectives.kto(logps, batch["ref_logps"], batch["desirable"], kl_logps, batch["ref_kl_logps"],
                                        beta=cfg.beta, desirable_weight=cfg.desirable_weight,
-                                       undesirable_weight=cfg.undesirable_weight)
+                                       undesirable_weight=cfg.undesirable_weight, kl_mean=kl_mean)
         return StepOutput(loss, metrics)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
 
 def kto(policy_logps: Tensor, ref_logps: Tensor, desirable: Tensor, policy_kl_logps: Tensor, ref_kl_logps: Tensor,
-        *, beta: float = 0.1, desirable_weight: float = 1.0, undesirable_weight: float = 1.0
-        ) -> tuple[Tensor, dict[str, Tensor]]:
+        *, beta: float = 0.1, desirable_weight: float = 1.0, undesirable_weight: float = 1.0,
+        kl_mean: Callable[[Tensor], Tensor] = torch.mean) -> tuple[Tensor, dict[str, Tensor]]:
     """KTO (Ethayarajh et al. 2024, eq. 7-8).
 
     r(x, y) = log π(y|x) − log π_ref(y|x)
@@ -19,11 +21,13 @@ def kto(policy_logps: Tensor, ref_logps: Tensor, desirable: Tensor, policy_kl_lo
     z0 is the batch estimate of KL(π || π_ref): completions paired with prompts they do not answer, so the reward
     of a response is judged against what the policy gives any response. It is detached (no gradient), as in the
     paper and TRL. `desirable` is a (B,) bool tensor; the KL tensors have their own length (mismatched pairs).
-    Inputs: summed completion log-probs. Metrics: rewards β·r of desirable / undesirable examples, their margin,
-    accuracy (sign of r agrees with the label), z0 as `kl`.
+    Inputs: summed completion log-probs. `kl_mean`: how the mismatched pairs' log-ratios are averaged: over these,
+    or over every process's share of a global batch (bridle.engine.distributed.global_mean; TRL gathers them too).
+    Metrics: rewards β·r of desirable / undesirable examples, their margin, accuracy (sign of r agrees with
+    the label), z0 as `kl`.
     """
     desirable = desirable.bool()
-    z0 = (policy_kl_logps - ref_kl_logps).mean().clamp(min=0).detach()
+    z0 = kl_mean(policy_kl_logps - ref_kl_logps).clamp(min=0).detach()
     ratio = policy_logps - ref_logps
     losses = torch.where(desirable, desirable_weight * (1 - torch.sigmoid(beta * (ratio - z0))),
                          undesirable_weight * (1 - torch.sigmoid(beta * (z0 - ratio))))

@@ -33,6 +33,26 @@ def test_kto_matches_hand_computed_values():
     assert m["reward/accuracy"].item() == pytest.approx(1.0)
 
 
+def test_kto_averages_the_kl_twins_with_the_mean_it_is_given():
+    # the same rows as above, the KL twins' log-ratios [0.5, 1.5] averaged with other processes' ones (here a
+    # stand-in that adds a third ratio, 4.0): z0 = (0.5 + 1.5 + 4.0) / 3 = 2.0, not 1.0
+    #   good r=2:  1 − σ(0.5·(2 − 2)) = 0.5;  bad r=−1: 2·(1 − σ(0.5·(2 + 1))) = 2·(1 − σ(1.5)) = 0.364851
+    #   good r=1:  1 − σ(0.5·(1 − 2)) = 1 − σ(−0.5) = 0.622459;  mean = 0.495770
+    policy, ref = torch.tensor([-3.0, -6.0, -4.0]), torch.tensor([-5.0, -5.0, -5.0])
+    labels = torch.tensor([True, False, True])
+    seen = []
+
+    def with_another_process(ratios):
+        seen.append(ratios.tolist())
+        return torch.cat([ratios, torch.tensor([4.0])]).mean()
+
+    loss, m = kto(policy, ref, labels, torch.tensor([-1.5, -0.5]), torch.tensor([-2.0, -2.0]), beta=0.5,
+                  desirable_weight=1.0, undesirable_weight=2.0, kl_mean=with_another_process)
+    assert seen == [[0.5, 1.5]]
+    assert loss.item() == pytest.approx(0.495770, abs=1e-5)
+    assert m["kl"].item() == pytest.approx(2.0)
+
+
 def test_kto_reference_point_is_clamped_at_zero_and_detached():
     policy = torch.tensor([-3.0, -6.0], requires_grad=True)
     kl_policy = torch.tensor([-9.0, -9.0], requires_grad=True)  # KL estimate −7 → z0 = 0
