@@ -328,8 +328,8 @@ def test_every_other_method_trains_on_two_processes_as_on_one(command, strategy,
         reward.write_text(LETTERS)
         data = write_arithmetic(tmp_path / "arithmetic.jsonl", 16, seed=1)
         extra = ["--max-new-tokens", "6", "--reward", f"{reward}:letters", "--prompts-per-rollout", "4",
-                 "--num-samples", "2", "--temperature", "0.9", "--top-k", "50", "--update-epochs", "1",
-                 "--max-steps", "4" if command != "raft" else "2"]
+                 "--grad-accum", "1", "--num-samples", "2", "--temperature", "0.9", "--top-k", "50",
+                 "--update-epochs", "1", "--max-steps", "4" if command != "raft" else "2"]
         one_batch = ["--batch-size", "4", "--rollout-shards", "2"]  # the shards two processes sample
     else:
         data = (write_unpaired(tmp_path / "d.jsonl") if command == "kto" else write_pairs(tmp_path / "d.jsonl"))

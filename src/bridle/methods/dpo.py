@@ -23,6 +23,7 @@ from bridle.data import TokenizedPair, load_preference_dataset, pair_collate
 from bridle.data.padding_free import padding_free_collate
 from bridle.data.shared_prefix import shared_prefix_collate
 from bridle.engine import StepOutput
+from bridle.engine.distributed import global_mean
 from bridle.errors import ConfigError
 from bridle.methods.base import Method, method
 from bridle.methods.preference import PreferenceConfig, check_positive
@@ -165,5 +166,9 @@ class ORPO(PreferenceMethod):
 
     def loss(self, batch: dict[str, Any], chosen: Tensor, rejected: Tensor, chosen_len: Tensor, rejected_len: Tensor
              ) -> tuple[Tensor, dict[str, Tensor]]:
-        nll = -chosen.sum() / chosen_len.sum().clamp(min=1)  # token mean over the batch's chosen completions
+        # L_SFT, the token mean over the chosen completions of the whole batch: this batch's log-probs over its
+        # pairs × the global batch's chosen tokens per pair. The engine weights each process's loss by its pairs,
+        # so the processes' shares add up to one process's token mean; alone, the divisor is this batch's tokens
+        tokens_per_pair = global_mean(chosen_len.float(), counted=float(batch["weight"]) > 0)
+        nll = -chosen.sum() / (tokens_per_pair * len(chosen)).clamp(min=1)
         return objectives.orpo(chosen, rejected, chosen_len, rejected_len, nll, lam=self.config.lam)
