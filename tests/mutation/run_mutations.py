@@ -217,6 +217,11 @@ MUTANTS: list[Mutant] = [
            "tokens_per_pair = global_mean(chosen_len.float(), counted=float(batch[\"weight\"]) > 0)",
            "tokens_per_pair = chosen_len.float().mean()",
            (f"{D}::test_every_other_method_trains_on_two_processes_as_on_one[orpo-ddp]", "-m", "slow")),
+    # Ray rollout and reward workers (a one-machine Ray on the loopback interface)
+    Mutant("ray-rollout-weights-not-pushed", "rollout/ray_workers.py", "self.policy.load_state_dict(weights)",
+           "None", ("tests/integration/test_ray_workers.py",)),
+    Mutant("ray-reward-parts-out-of-order", "rollout/ray_workers.py", "total = [t for r in results for t in r.total]",
+           "total = [t for r in results[::-1] for t in r.total]", ("tests/integration/test_ray_workers.py",)),
     Mutant("fsdp-cpu-layers-not-sharded", "engine/fsdp_cpu.py", "for layer in layers_to_shard(model):",
            "for layer in []:",
            (f"{D}::test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_as_one_process",)),

@@ -35,6 +35,7 @@ from bridle.methods.splits import split_eval
 from bridle.models import load_causal_lm, unwrap
 from bridle.models.lora import is_peft
 from bridle.rollout import Rollout, SamplingSettings, as_messages, sample
+from bridle.rollout.ray_workers import RewardPool, RolloutPool, check_ray, connect
 from bridle.rollout.vllm_backend import BACKENDS, VLLMSampler, check_backend
 
 
@@ -85,6 +86,12 @@ class OnlineConfig(TrainConfig):
     rollout_shards: int = option(0, "a round's prompts are sampled in this many seeded shards (whole groups); each "
                                     "process samples its own; 0 = one per process. A 1-process run with "
                                     "--rollout-shards N samples exactly what N processes do")
+    ray_address: str = option("", "Ray cluster for --rollout-workers / --reward-workers: local (one on this "
+                                  "machine, loopback only), auto or HOST:PORT (one started with `ray start`)")
+    rollout_workers: int = option(0, "Ray actors that sample each process's prompt shards, each with a copy of the "
+                                     "policy given its weights every round; 0 = sample in the training process")
+    reward_workers: int = option(0, "Ray actors that score the responses, each holding the --reward sources; "
+                                    "0 = score in the training process")
 
 
 class OnlineMethod(Method):
@@ -101,6 +108,7 @@ class OnlineMethod(Method):
         self.initial_answers: list[str] | None = None  # the starting policy's greedy held-out answers
         self.judge: Any = None  # the --judge of --judge-every, built in before_training
         self.vllm: VLLMSampler | None = None  # --rollout-backend vllm: the colocated engine, built in before_training
+        self.rollout_pool: RolloutPool | None = None  # --rollout-workers: Ray actors, built in before_training
 
     # -- data ---------------------------------------------------------------------------------------------------
     def build_datasets(self) -> tuple[list[PromptRow], list[PromptRow], str]:
@@ -128,6 +136,10 @@ class OnlineMethod(Method):
             if getattr(c, key) < 1:
                 raise ConfigError(f"key {key!r} must be >= 1; got {getattr(c, key)}.")
         check_backend(c.rollout_backend, lora=c.lora)
+        check_ray(c.ray_address, c.rollout_workers, c.reward_workers)
+        if c.rollout_workers and c.rollout_backend != "hf":
+            raise ConfigError("--rollout-workers sample with the HF sampler in Ray actors; --rollout-backend "
+                              f"{c.rollout_backend} samples in the training process: pass one of them.")
         if c.judge_every < 0:
             raise ConfigError(f"key 'judge_every' must be >= 0; got {c.judge_every}.")
         if c.judge_every and not c.judge:
@@ -225,8 +237,15 @@ class OnlineMethod(Method):
         if getattr(self, "reward", None) is None:  # callers that skip build_datasets (programmatic use, tests)
             self.reward = self._build_reward()
         self.reference = self._build_reference(self.policy_of(model))
-        if self.config.rollout_backend == "vllm":
-            c = self.config
+        c = self.config
+        if c.ray_address:
+            connect(c.ray_address, c.rollout_workers + c.reward_workers)
+        if c.reward_workers:  # the reward sources, each loaded once in every Ray worker
+            self.reward = RewardPool(c.reward_workers, c.reward, missing_eos_penalty=c.missing_eos_penalty,
+                                     normalize=c.normalize_reward)
+        if c.rollout_workers:
+            self.rollout_pool = RolloutPool(c.rollout_workers, self.policy_of(model), self.tokenizer)
+        if c.rollout_backend == "vllm":
             self.vllm = VLLMSampler(c.model, gpu_memory_utilization=c.vllm_gpu_memory_utilization,
                                     dtype=c.model_dtype, max_model_len=c.max_prompt_length + c.max_new_tokens,
                                     seed=c.seed, sleep_mode=c.vllm_sleep)
@@ -285,9 +304,10 @@ class OnlineMethod(Method):
         shard_metrics = []
         if self.vllm is not None:  # the policy moved since the last round: vLLM samples from its weights now
             self.vllm.push_weights(policy)
-        for shard in self.my_shards():
-            shard_rows = rows[shard * per_shard:(shard + 1) * per_shard]
-            rollout = self.sample_prompts(policy, [r.prompt for r in shard_rows], self.rollout_seed(round_index, shard))
+        shards = [rows[shard * per_shard:(shard + 1) * per_shard] for shard in self.my_shards()]
+        rollouts = self.sample_shards(policy, [[r.prompt for r in shard_rows] for shard_rows in shards],
+                                      [self.rollout_seed(round_index, shard) for shard in self.my_shards()])
+        for shard_rows, rollout in zip(shards, rollouts):
             shard_scores, metrics = self.score(rollout, shard_rows)
             shard_metrics.append({**metrics, **rollout.metrics()})
             scores.extend(float(s) for s in shard_scores)
@@ -306,6 +326,15 @@ class OnlineMethod(Method):
         metrics = self.round_metrics(shard_metrics, gather_lists(scores))
         metrics.update(self.advantages(model, items))
         return items, metrics
+
+    def sample_shards(self, policy: nn.Module, prompts: Sequence[Sequence[Any]], seeds: Sequence[int]
+                      ) -> list[Rollout]:
+        """This process's shards of a round, each with its seed: by the Ray rollout workers (concurrently, with
+        the policy's current weights), else one after another here."""
+        if self.rollout_pool is not None:
+            return self.rollout_pool.sample_shards(policy, list(zip(prompts, seeds)), self.config.num_samples,
+                                                   self.sampling())
+        return [self.sample_prompts(policy, shard, seed) for shard, seed in zip(prompts, seeds)]
 
     def sample_prompts(self, policy: nn.Module, prompts: Sequence[Any], seed: int) -> Rollout:
         """`num_samples` responses per prompt from the policy: HF sampling, or the colocated vLLM engine."""
