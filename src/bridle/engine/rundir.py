@@ -35,6 +35,7 @@ NEUTRAL_KEYS = frozenset({
     "save_every", "keep_checkpoints",  # checkpoints read the state, they do not change it
     "max_nonfinite_steps",  # when to give up on a diverging run; the steps taken are the same
     "num_processes", "accelerate_config",  # how it is launched; checkpoints record the processes and resume checks
+    "ray_address", "rollout_workers", "reward_workers",  # where online rounds sample and score: the same draws
 })
 """Config keys that do not change what a run computes: a resumed run may change them, and the fingerprint leaves
 them out. Every other key (and the method) changes the math and must match to resume."""

@@ -68,8 +68,13 @@ def test_fingerprint_ignores_the_keys_that_do_not_change_the_math_and_no_other()
                "eval_every": 5, "save_every": 7, "keep_checkpoints": 9, "report_to": "tensorboard",
                "eval_on_start": True, "max_nonfinite_steps": 11, "num_processes": 2,
                "accelerate_config": "configs/accelerate/fsdp.yaml"}
-    assert set(neutral) == NEUTRAL_KEYS
+    online = {"ray_address": "local", "rollout_workers": 2, "reward_workers": 1}  # keys of the online methods
+    assert set(neutral) | set(online) == NEUTRAL_KEYS
     assert run_fingerprint(dataclasses.replace(base, **neutral), "sft") == run_fingerprint(base, "sft")
+    from bridle.methods.online import OnlineConfig
+
+    rounds = OnlineConfig(data="d.jsonl", reward="math_exact_match")
+    assert run_fingerprint(dataclasses.replace(rounds, **online), "grpo") == run_fingerprint(rounds, "grpo")
     for key in ("lr", "seed", "max_steps", "model", "data", "batch_size", "grad_accum", "lr_schedule"):
         value = getattr(base, key)
         changed = value + "x" if isinstance(value, str) else value + 1
