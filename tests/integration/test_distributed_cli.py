@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from online_runs import online_flags
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
@@ -107,23 +108,11 @@ def test_two_process_run_killed_mid_way_resumes_to_the_weights_of_an_uninterrupt
     assert steps == [1, 2, 3, 4, 5, 6]  # the killed step 3 logged once, by the main process
 
 
-LETTERS = ("def letters(completions, **_):\n"
-           "    return [sum(c.isalpha() for c in t) / max(len(t), 1) for t in completions]\n")
-
-
 def test_two_grpo_processes_sample_their_shards_and_train_as_one_process(tiny_model_dir, tmp_path):
     # a round: 4 prompts × 2 samples in 2 shards of 2 prompts; 2 optimizer steps per round, 2 rounds. One process
     # samples both shards (--rollout-shards 2); two processes sample one each, exchange the round's experience and
     # train on half of every global batch.
-    from bridle.data.arithmetic import write_arithmetic
-
-    prompts = write_arithmetic(tmp_path / "arithmetic.jsonl", 16, seed=1)
-    reward = tmp_path / "letters.py"
-    reward.write_text(LETTERS)
-    flags = ["grpo", "--model", str(tiny_model_dir), "--data", str(prompts), "--max-new-tokens", "6", "--lr", "3e-3",
-             "--log-every", "1", "--seed", "0", "--no-progress", "--reward", f"{reward}:letters", "--max-steps", "4",
-             "--prompts-per-rollout", "4", "--num-samples", "2", "--grad-accum", "1", "--temperature", "0.9",
-             "--top-k", "50"]
+    flags = online_flags("grpo", tiny_model_dir, tmp_path)
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(flags + ["--output-dir", str(one), "--batch-size", "4", "--rollout-shards", "2"]) == 0
     done = run_cli(flags + ["--output-dir", str(two), "--batch-size", "2", "--num-processes", "2"])
@@ -139,15 +128,7 @@ def test_grpo_under_fsdp_samples_from_an_unsharded_copy_and_trains_as_one_proces
     # each round the sharded policy's weights are gathered into each process's unsharded copy, which samples,
     # scores, takes the π_old / reference log-probs and evaluates; the step runs sharded. 2 rounds: the second one
     # samples from the weights the first one's updates made
-    from bridle.data.arithmetic import write_arithmetic
-
-    prompts = write_arithmetic(tmp_path / "arithmetic.jsonl", 16, seed=1)
-    reward = tmp_path / "letters.py"
-    reward.write_text(LETTERS)
-    flags = ["grpo", "--model", str(tiny_model_dir), "--data", str(prompts), "--max-new-tokens", "6", "--lr", "3e-3",
-             "--log-every", "1", "--seed", "0", "--no-progress", "--reward", f"{reward}:letters", "--max-steps", "4",
-             "--prompts-per-rollout", "4", "--num-samples", "2", "--grad-accum", "1", "--temperature", "0.9",
-             "--top-k", "50", "--beta", "0.1", "--update-epochs", "1"]
+    flags = online_flags("grpo", tiny_model_dir, tmp_path, "--beta", "0.1", "--update-epochs", "1")
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(flags + ["--output-dir", str(one), "--batch-size", "4", "--rollout-shards", "2"]) == 0
     done = run_cli(flags + ["--output-dir", str(two), "--batch-size", "2", "--num-processes", "2",
@@ -207,16 +188,8 @@ def test_two_ppo_processes_with_adaptive_kl_train_as_one_process(tiny_model_dir,
     # a separate critic (the policy and value model are attributes the step reaches into), 2 updates a round (so
     # π_old is frozen), whitened advantages and an adaptive β: each process samples one shard, the round's
     # experience is exchanged, and whitening and the KL controller see all of it, as one process does
-    from bridle.data.arithmetic import write_arithmetic
-
-    prompts = write_arithmetic(tmp_path / "arithmetic.jsonl", 16, seed=1)
-    reward = tmp_path / "letters.py"
-    reward.write_text(LETTERS)
-    flags = ["ppo", "--model", str(tiny_model_dir), "--data", str(prompts), "--max-new-tokens", "6", "--lr", "3e-3",
-             "--log-every", "1", "--seed", "0", "--no-progress", "--reward", f"{reward}:letters", "--max-steps", "4",
-             "--prompts-per-rollout", "4", "--num-samples", "2", "--grad-accum", "1", "--temperature", "0.9",
-             "--top-k", "50", "--beta", "0.5", "--kl-target", "0.01", "--kl-horizon", "8", "--update-epochs", "1",
-             "--critic", "separate"]
+    flags = online_flags("ppo", tiny_model_dir, tmp_path, "--beta", "0.5", "--kl-target", "0.01", "--kl-horizon",
+                         "8", "--update-epochs", "1", "--critic", "separate")
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(flags + ["--output-dir", str(one), "--batch-size", "4", "--rollout-shards", "2"]) == 0
     done = run_cli(flags + ["--output-dir", str(two), "--batch-size", "2", "--num-processes", "2"])
@@ -322,14 +295,9 @@ def test_every_other_method_trains_on_two_processes_as_on_one(command, strategy,
                                                               monkeypatch):
     monkeypatch.setenv("BRIDLE_CACHE", str(tmp_path / "cache"))
     if command in ("rloo", "raft", "ppo"):
-        from bridle.data.arithmetic import write_arithmetic
-
-        reward = tmp_path / "letters.py"
-        reward.write_text(LETTERS)
-        data = write_arithmetic(tmp_path / "arithmetic.jsonl", 16, seed=1)
-        extra = ["--max-new-tokens", "6", "--reward", f"{reward}:letters", "--prompts-per-rollout", "4",
-                 "--grad-accum", "1", "--num-samples", "2", "--temperature", "0.9", "--top-k", "50",
-                 "--update-epochs", "1", "--max-steps", "4" if command != "raft" else "2"]
+        steps = "4" if command != "raft" else "2"
+        flags = online_flags(command, tiny_model_dir, tmp_path, "--lr", "1e-3", "--update-epochs", "1",
+                             "--max-steps", steps)
         one_batch = ["--batch-size", "4", "--rollout-shards", "2"]  # the shards two processes sample
     else:
         data = (write_unpaired(tmp_path / "d.jsonl") if command == "kto" else write_pairs(tmp_path / "d.jsonl"))
@@ -337,10 +305,9 @@ def test_every_other_method_trains_on_two_processes_as_on_one(command, strategy,
             rows = [json.loads(line) for line in data.read_text().splitlines()]
             data.write_text("".join(json.dumps({"prompt": r["prompt"], "responses": [r["chosen"], r["rejected"]],
                                                 "scores": [1, 0]}) + "\n" for r in rows))
-        extra = ["--max-length", "128", "--max-steps", "3", "--eval-fraction", "0"]
+        flags = [command, "--model", str(tiny_model_dir), "--data", str(data), "--lr", "1e-3", "--log-every", "1",
+                 "--no-progress", "--seed", "1", "--max-length", "128", "--max-steps", "3", "--eval-fraction", "0"]
         one_batch = ["--batch-size", "4"]
-    flags = [command, "--model", str(tiny_model_dir), "--data", str(data), "--lr", "1e-3", "--log-every", "1",
-             "--no-progress", "--seed", "1", *extra]
     one, two = tmp_path / "one", tmp_path / "two"
     assert main(flags + ["--output-dir", str(one), *one_batch]) == 0
     launch = ["--batch-size", "2", "--num-processes", "2"]

@@ -11,13 +11,11 @@ import sys
 
 import pytest
 import torch
+from online_runs import online_flags
 from safetensors.torch import load_file
 
 from bridle.errors import ConfigError
 from bridle.rollout.ray_workers import check_ray
-
-LETTERS = ("def letters(completions, **_):\n"
-           "    return [sum(c.isalpha() for c in t) / max(len(t), 1) for t in completions]\n")
 
 
 def test_workers_need_an_address_and_an_address_needs_workers():
@@ -38,15 +36,8 @@ def run(args: list[str]) -> subprocess.CompletedProcess:
 
 def test_grpo_with_ray_rollout_and_reward_workers_trains_as_without(tiny_model_dir, tmp_path):
     pytest.importorskip("ray", reason="Ray is not installed (pip install 'bridle[ray]'): the Ray workers are untested")
-    from bridle.data.arithmetic import write_arithmetic
-
-    prompts = write_arithmetic(tmp_path / "arithmetic.jsonl", 16, seed=1)
-    reward = tmp_path / "letters.py"
-    reward.write_text(LETTERS)
-    flags = ["grpo", "--model", str(tiny_model_dir), "--data", str(prompts), "--max-new-tokens", "6", "--lr", "3e-3",
-             "--log-every", "1", "--seed", "0", "--no-progress", "--reward", f"{reward}:letters", "--max-steps", "4",
-             "--prompts-per-rollout", "4", "--num-samples", "2", "--grad-accum", "1", "--temperature", "0.9",
-             "--top-k", "50", "--batch-size", "4", "--rollout-shards", "2", "--beta", "0.1"]
+    flags = online_flags("grpo", tiny_model_dir, tmp_path, "--batch-size", "4", "--rollout-shards", "2", "--beta",
+                         "0.1")
     here, ray = tmp_path / "here", tmp_path / "ray"
     done = run(flags + ["--output-dir", str(here)])
     assert done.returncode == 0, done.stderr[-3000:]
