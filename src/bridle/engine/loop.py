@@ -154,9 +154,9 @@ class Engine:
                               process_index=self.accelerator.process_index,
                               num_processes=self.accelerator.num_processes)
         self.total_steps = self._total_steps()
-        # every step runs as the forward of one unit (model + step), the module the DDP / FSDP wrappers wrap
         # an online method samples, scores and evaluates outside the step: under FSDP with an unsharded copy
         self._rollout_copy = unsharded_copy(model) if self.cpu_fsdp and is_online(objective) else None
+        # every step runs as the forward of one unit (model + step), the module the DDP / FSDP wrappers wrap
         if self.cpu_fsdp:  # before the optimizer: it must hold the sharded (DTensor) parameters
             unit = shard_model(model, objective.step)
             note = sharding_note(unit)  # every process takes part
