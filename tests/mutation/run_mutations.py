@@ -222,6 +222,9 @@ MUTANTS: list[Mutant] = [
            "None", ("tests/integration/test_ray_workers.py",)),
     Mutant("ray-reward-parts-out-of-order", "rollout/ray_workers.py", "total = [t for r in results for t in r.total]",
            "total = [t for r in results[::-1] for t in r.total]", ("tests/integration/test_ray_workers.py",)),
+    Mutant("runlock-takeover-unguarded", "engine/rundir.py", "fcntl.flock(fd, fcntl.LOCK_EX)", "pass",
+           (f"{E}/test_rundir.py::test_taking_over_a_stale_lock_waits_for_a_takeover_in_progress_and_never_removes_"
+            "its_lock",)),
     Mutant("fsdp-cpu-layers-not-sharded", "engine/fsdp_cpu.py", "for layer in layers_to_shard(model):",
            "for layer in []:",
            (f"{D}::test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_as_one_process",)),

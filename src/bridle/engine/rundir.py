@@ -221,6 +221,21 @@ def _create_exclusive(path: Path, text: str) -> bool:
         tmp.unlink(missing_ok=True)
 
 
+@contextlib.contextmanager
+def _takeover_guard(directory: Path) -> Iterator[None]:
+    """An exclusive `flock` on the run directory while a process judges the lock it found and removes it if stale:
+    two runs taking over the same stale lock at once would otherwise both end up holding one (the second removing
+    the first's fresh lock). The kernel drops it when the process dies, so it never goes stale itself."""
+    import fcntl
+
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # (closing releases the flock)
+
+
 @dataclass
 class RunLock:
     """`bridle.lock` in a run directory: which process (pid, host, start time) owns it. Held for the run's life."""
@@ -240,40 +255,25 @@ class RunLock:
         for _ in range(5):
             if _create_exclusive(path, json.dumps(owner, indent=1)):
                 return cls(path, owner)
-            held = read_lock(path)
-            if held is None:
-                continue  # released in between: try again
-            if held and held.get("host") == owner["host"]:
-                if process_alive(held.get("pid", -1), held.get("pid_start"), held.get("boot_id")):
-                    raise BridleError(f"{directory} is in use by another run ({_owner_text(held)}).\nWait for it to "
-                                      "end, or pass another --output-dir.")
-                why = f"the run that held it is gone ({_owner_text(held)})"
-            elif held and not break_foreign:
-                raise BridleError(f"{directory} is locked by a run on another host ({_owner_text(held)}); Bridle "
-                                  f"cannot tell from {owner['host']} whether it still runs.\nIf it has ended, pass "
-                                  f"--overwrite to break the lock and clear the directory, or delete {path} to keep "
-                                  "its files (e.g. to --resume it).")
-            else:
-                why = (f"broken with --overwrite ({_owner_text(held)})" if held else "it could not be read")
-            if cls._remove_stale(path, held):
+            with _takeover_guard(directory):  # one process at a time judges and removes a stale lock
+                held = read_lock(path)
+                if held is None:
+                    continue  # released in between: try again
+                if held and held.get("host") == owner["host"]:
+                    if process_alive(held.get("pid", -1), held.get("pid_start"), held.get("boot_id")):
+                        raise BridleError(f"{directory} is in use by another run ({_owner_text(held)}).\nWait for "
+                                          "it to end, or pass another --output-dir.")
+                    why = f"the run that held it is gone ({_owner_text(held)})"
+                elif held and not break_foreign:
+                    raise BridleError(f"{directory} is locked by a run on another host ({_owner_text(held)}); "
+                                      f"Bridle cannot tell from {owner['host']} whether it still runs.\nIf it has "
+                                      f"ended, pass --overwrite to break the lock and clear the directory, or delete "
+                                      f"{path} to keep its files (e.g. to --resume it).")
+                else:
+                    why = (f"broken with --overwrite ({_owner_text(held)})" if held else "it could not be read")
+                path.unlink(missing_ok=True)
                 note(f"bridle: {directory}: took over the lock: {why}")
         raise BridleError(f"{directory}: could not take the lock {path}; another run may be starting there.")
-
-    @staticmethod
-    def _remove_stale(path: Path, judged: dict[str, Any]) -> bool:
-        """Remove the lock judged stale, unless it changed hands meanwhile (two runs taking over at once)."""
-        aside = path.with_name(f"{path.name}.stale-{os.getpid()}")
-        try:
-            os.replace(path, aside)
-        except FileNotFoundError:
-            return False
-        if read_lock(aside) != judged:  # a fresh lock of a run that took over first: put it back
-            with contextlib.suppress(OSError):
-                os.link(aside, path)
-            aside.unlink(missing_ok=True)
-            return False
-        aside.unlink(missing_ok=True)
-        return True
 
     def release(self) -> None:
         if read_lock(self.path) == self.owner:

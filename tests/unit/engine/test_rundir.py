@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -175,13 +176,33 @@ def test_a_lock_of_another_host_is_refused_unless_overwrite_breaks_it(tmp_path):
     assert "broken with --overwrite (pid 1234 on elsewhere" in notes[0]
 
 
-def test_taking_over_a_stale_lock_never_removes_a_lock_taken_meanwhile(tmp_path):
-    # run 1 judged the dead pid's lock stale; before it moved that lock aside, run 2 replaced it with its own
-    judged = plant_lock(tmp_path, dead_pid())
-    fresh = plant_lock(tmp_path, os.getpid())
-    assert not RunLock._remove_stale(tmp_path / LOCK_FILE, judged)
-    assert json.loads((tmp_path / LOCK_FILE).read_text()) == fresh
-    assert sorted(p.name for p in tmp_path.iterdir()) == [LOCK_FILE]
+def _take_over_slowly(directory: str, ready: Any, done: Any) -> None:
+    """Hold the takeover guard while replacing the stale lock with this process's own, slowly."""
+    from bridle.engine.rundir import _takeover_guard
+
+    with _takeover_guard(Path(directory)):
+        ready.set()
+        time.sleep(1.0)
+        plant_lock(Path(directory), os.getpid())
+    done.wait(30)  # alive (so its lock is not stale) until the test is done
+
+
+def test_taking_over_a_stale_lock_waits_for_a_takeover_in_progress_and_never_removes_its_lock(tmp_path):
+    # run 2 is replacing the dead pid's lock with its own; run 1, finding the stale lock meanwhile, waits for it,
+    # then sees run 2's live lock and is refused, leaving it in place (without the guard it removed it: two owners)
+    plant_lock(tmp_path, dead_pid())
+    context = multiprocessing.get_context("fork")
+    ready, done = context.Event(), context.Event()
+    other = context.Process(target=_take_over_slowly, args=(str(tmp_path), ready, done))
+    other.start()
+    try:
+        assert ready.wait(30)
+        with pytest.raises(BridleError, match="is in use by another run"):
+            RunLock.acquire(tmp_path, note=lambda _: None)
+        assert json.loads((tmp_path / LOCK_FILE).read_text())["pid"] == other.pid
+    finally:
+        done.set()
+        other.join(30)
 
 
 def _race(directory: str, results: multiprocessing.Queue, start: float) -> None:
