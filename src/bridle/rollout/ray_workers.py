@@ -66,8 +66,8 @@ def connect(address: str, workers: int) -> None:
 
 
 def _actor(cls: type) -> Any:
-    """`cls` as a Ray actor class of one CPU (a GPU each is asked for in the cluster's resources instead when
-    the policy trains on one: Ray places the workers)."""
+    """`cls` as a Ray actor class of one CPU: the workers sample and score on CPU (asking Ray for GPUs, and moving
+    the policy copy onto one, is not wired)."""
     import ray
 
     return ray.remote(num_cpus=1)(cls)
