@@ -12,14 +12,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from bridle import objectives
 from bridle.config import option
 from bridle.engine import StepOutput
 from bridle.errors import ConfigError
 from bridle.methods.base import method
-from bridle.methods.experience import Experience, collate_experience, per_token_pass, response_logps
+from bridle.methods.experience import Experience, response_logps
 from bridle.methods.online import OnlineConfig, OnlineMethod
 from bridle.methods.sharing import (
     PrefixSharingMixin,
@@ -75,15 +75,6 @@ class GroupMethod(PrefixSharingMixin, OnlineMethod):
             problem = causal_lm_sharing_problem(reference, max_length=self.config.max_length)
             if problem is not None:
                 self.prefix_sharing_off(problem)
-
-    def collate(self, items: Sequence[Experience]) -> dict[str, Any]:
-        weight = "tokens" if self.aggregation == "token" else "sequences"
-        return collate_experience(items, pad_id=self.tokenizer.pad_token_id, weight=weight,
-                                  share_prefix=self.share_prefix)
-
-    def token_pass(self, items: Sequence[Experience], fn: Any, device: torch.device) -> list[Tensor]:
-        return per_token_pass(items, fn, pad_id=self.tokenizer.pad_token_id, batch_size=self.config.batch_size,
-                              device=device, share_prefix=self.share_prefix)
 
 
 @method("grpo")

@@ -100,6 +100,7 @@ class OnlineMethod(Method):
     Config: ClassVar[type[TrainConfig]] = OnlineConfig
     aggregation: ClassVar[str] = "token"  # what the loss averages over: "token" → weight by tokens, else rows
     uses_ratio: ClassVar[bool] = True  # the loss reads π_old (a PPO ratio); RAFT's SFT loss does not
+    share_prefix: ClassVar[bool] = False  # batches hold each prompt once (GRPO / RLOO: PrefixSharingMixin's key)
     config: OnlineConfig
 
     def __init__(self, config: TrainConfig, tokenizer: Any) -> None:
@@ -383,7 +384,7 @@ class OnlineMethod(Method):
     def token_pass(self, items: Sequence[Experience], fn: Any, device: torch.device) -> list[Tensor]:
         """`fn(batch) -> (B, R)` over a round's items without grad, one (r,) tensor per item."""
         return per_token_pass(items, fn, pad_id=self.tokenizer.pad_token_id, batch_size=self.config.batch_size,
-                              device=device)
+                              device=device, share_prefix=self.share_prefix)
 
     def freeze_old(self, model: nn.Module, items: Sequence[Experience], device: torch.device) -> None:
         """Set each item's π_old log-probs from one no-grad pass of the current policy."""
@@ -415,7 +416,8 @@ class OnlineMethod(Method):
 
     def collate(self, items: Sequence[Experience]) -> dict[str, Any]:
         weight = "tokens" if self.aggregation == "token" else "sequences"
-        return collate_experience(items, pad_id=self.tokenizer.pad_token_id, weight=weight)
+        return collate_experience(items, pad_id=self.tokenizer.pad_token_id, weight=weight,
+                                  share_prefix=self.share_prefix)
 
     def old_logps(self, batch: dict[str, Any], logps: Tensor) -> Tensor:
         """π_old: frozen at sampling time when the round has several updates; else this update's own log-probs

@@ -123,7 +123,10 @@ def test_dpo_step_uses_the_loss_variant(reference_logps, loss, eps, per_token):
 
 
 def test_padding_free_dpo_step_equals_the_padded_objective(reference_logps):
-    method, policy, batch, items = dpo_setup(loss="sigmoid", beta=2.0, label_smoothing=0.2, padding_free=True)
+    # (prefix sharing, on by default, takes precedence over padding-free rows: off, so this layout is the one used)
+    method, policy, batch, items = dpo_setup(loss="sigmoid", beta=2.0, label_smoothing=0.2, padding_free=True,
+                                             prefix_sharing=False)
+    assert "segment" in batch  # the padding-free layout
     assert batch["input_ids"].shape[0] == 1 and "attention_mask" not in batch  # one packed row
     out = method.step(policy, batch)
     pc, pr, _, _ = hand_logps(policy, items)

@@ -41,9 +41,12 @@ def hand_rewards(model: torch.nn.Module, side: str) -> torch.Tensor:
 
 @pytest.mark.parametrize("padding_free", [False, True])
 def test_rm_step_uses_each_pairs_margin_and_the_centering_coefficient(reward_model, padding_free):
-    method = RewardModelling(RMConfig(center_coef=0.2, padding_free=padding_free), tiny_tokenizer())
+    # (prefix sharing, on by default, takes precedence over padding-free rows: off for the padding-free case)
+    method = RewardModelling(RMConfig(center_coef=0.2, padding_free=padding_free, prefix_sharing=not padding_free),
+                             tiny_tokenizer())
     batch = method.collate(pairs())
     assert batch["weight"] == len(PAIRS)
+    assert ("ends" in batch and "owner" not in batch) == padding_free  # the layout under test is the step's
     out = method.step(reward_model, batch)
     chosen, rejected = hand_rewards(reward_model, "chosen"), hand_rewards(reward_model, "rejected")
     margin = torch.tensor([m for *_, m in PAIRS])
