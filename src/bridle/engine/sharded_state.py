@@ -4,9 +4,9 @@ Each process holds only its shard of the weights and of AdamW's moments. To save
 API gathers them whole onto the main process (CPU), which writes the usual checkpoint: the trainable weights under
 their plain names, and the optimizer state keyed by parameter name (an unsharded run keys it by parameter number:
 the trainer state records which, as `optimizer_keys`). To resume, every process reads the checkpoint and the same
-API scatters each tensor back into that process's shard. The checkpoint is then independent of how the model was
-sharded: the same processes resume it (the global batch must not change), and the test compares the resumed run
-with one that was never interrupted."""
+API scatters each tensor back into that process's shard. The files do not depend on how the model was cut into
+shards; a run resumes them with the same number of processes and the same strategy (`Resumable.check_resumable`
+refuses others), and the test compares the resumed run with one that was never interrupted."""
 
 from __future__ import annotations
 
