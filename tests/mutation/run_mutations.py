@@ -188,7 +188,8 @@ MUTANTS: list[Mutant] = [
            (f"{D}::test_two_grpo_processes_sample_their_shards_and_train_as_one_process",)),
     # FSDP on 2 CPU processes (torch fully_shard, applied by the engine)
     Mutant("fsdp-cpu-saves-rank0-shard-not-gathered", "engine/fsdp_cpu.py",
-           "state = get_model_state_dict(unit, options=StateDictOptions(full_state_dict=True, cpu_offload=True))",
+           "state = get_model_state_dict(unit, options=StateDictOptions(full_state_dict=True, "
+           "cpu_offload=not everywhere))",
            "state = {k: v.to_local() for k, v in unit.state_dict().items()}",
            (f"{D}::test_fsdp_on_two_cpu_processes_shards_the_model_and_trains_as_one_process",)),
     Mutant("fsdp-cpu-gradients-never-reduced", "engine/loop.py",
@@ -201,7 +202,7 @@ MUTANTS: list[Mutant] = [
            (f"{D}::test_two_reward_model_processes_train_as_one_process",
             f"{D}::test_two_ppo_processes_with_adaptive_kl_train_as_one_process")),
     Mutant("fsdp-resume-weights-not-restored", "engine/sharded_state.py",
-           "model_state_dict={PREFIX + k: v for k, v in weights.items()},", "model_state_dict={},",
+           "model_state_dict={MODEL_PREFIX + k: v for k, v in weights.items()},", "model_state_dict={},",
            (f"{D}::test_fsdp_run_killed_mid_way_resumes_to_the_weights_of_an_uninterrupted_run",)),
     Mutant("fsdp-resume-adam-moments-not-restored", "engine/sharded_state.py",
            "optim_state_dict=optimizer_state,",

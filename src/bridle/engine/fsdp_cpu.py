@@ -15,7 +15,7 @@ import torch
 from torch import Tensor, nn
 
 from bridle.engine.distributed import gather_lists
-from bridle.engine.step_unit import StepUnit
+from bridle.engine.step_unit import MODEL_PREFIX, StepUnit
 
 
 def layers_to_shard(model: nn.Module) -> list[nn.Module]:
@@ -68,15 +68,16 @@ def full_tensor(value: Tensor) -> Tensor:
     return value.full_tensor() if isinstance(value, DTensor) else value
 
 
-def gathered_state_dict(unit: StepUnit) -> dict[str, Tensor]:
-    """The whole model's weights (the unit's `model.` prefix dropped) on the main process (CPU tensors); an empty
-    dict on the others. Every process must call it (each layer's shards are all-gathered)."""
+def gathered_state_dict(unit: StepUnit, *, everywhere: bool = False) -> dict[str, Tensor]:
+    """The whole model's weights under the model's own names: on the main process only (CPU tensors; an empty dict
+    on the others), or with `everywhere` on every process. Every process must call it (each layer's shards are
+    all-gathered)."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    state = get_model_state_dict(unit, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-    if torch.distributed.get_rank() != 0:
+    state = get_model_state_dict(unit, options=StateDictOptions(full_state_dict=True, cpu_offload=not everywhere))
+    if not everywhere and torch.distributed.get_rank() != 0:
         return {}
-    return {k.removeprefix("model."): v.detach().clone() for k, v in state.items()}
+    return {k.removeprefix(MODEL_PREFIX): v for k, v in state.items()}
 
 
 def unsharded_copy(model: nn.Module) -> nn.Module:
@@ -91,10 +92,7 @@ def unsharded_copy(model: nn.Module) -> nn.Module:
     return clone
 
 
-def load_full_weights(unit: nn.Module, target: nn.Module) -> None:
+def load_full_weights(unit: StepUnit, target: nn.Module) -> None:
     """Copy the sharded unit's current weights, whole, into `target` (its unsharded copy) on every process.
     Every process must call it: each shard is all-gathered."""
-    from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-    state = get_model_state_dict(unit, options=StateDictOptions(full_state_dict=True))
-    target.load_state_dict({k.removeprefix("model."): v for k, v in state.items()})
+    target.load_state_dict(gathered_state_dict(unit, everywhere=True))

@@ -43,7 +43,7 @@ from bridle.engine.fsdp_cpu import (
 from bridle.engine.logging import RunLog, console, format_metrics, parse_trackers
 from bridle.engine.resume import Resumable
 from bridle.engine.schedule import make_scheduler
-from bridle.engine.step_unit import StepUnit
+from bridle.engine.step_unit import MODEL_PREFIX, StepUnit
 from bridle.engine.stopping import Stopping
 from bridle.errors import BridleError
 
@@ -367,7 +367,7 @@ class Engine(Resumable):
         if self.cpu_fsdp:
             return gathered_state_dict(self.unit)
         state = self.accelerator.get_state_dict(self.model)
-        return {k.removeprefix("model."): v for k, v in state.items()}  # (the step unit's prefix)
+        return {k.removeprefix(MODEL_PREFIX): v for k, v in state.items()}
 
     def close(self) -> None:
         """After the run (and the final save): wait for every process, then end the distributed group.

@@ -18,8 +18,8 @@ from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from bridle.engine.checkpoint import load_schedule_and_rng
+from bridle.engine.step_unit import MODEL_PREFIX
 
-PREFIX = "model."  # the step unit's name for the model (bridle.engine.step_unit)
 BY_NAME = "names"  # `optimizer_keys` of a checkpoint whose optimizer state is keyed by parameter name
 
 
@@ -33,7 +33,7 @@ def gather_training_state(unit: nn.Module, optimizer: torch.optim.Optimizer) -> 
     if torch.distributed.get_rank() != 0:
         return {}, {}
     trainable = {name for name, p in unit.named_parameters() if p.requires_grad}
-    kept = {name.removeprefix(PREFIX): value.detach().contiguous()
+    kept = {name.removeprefix(MODEL_PREFIX): value.detach().contiguous()
             for name, value in weights.items() if name in trainable}
     return kept, optimizer_state
 
@@ -45,10 +45,10 @@ def scatter_training_state(unit: nn.Module, optimizer: torch.optim.Optimizer, we
     from torch.distributed.checkpoint.state_dict import StateDictOptions, set_state_dict
 
     params = {name for name, _ in unit.named_parameters()}
-    unknown = [name for name in weights if PREFIX + name not in params]
+    unknown = [name for name in weights if MODEL_PREFIX + name not in params]
     if unknown:
         raise RuntimeError(f"the checkpoint does not match the model (unknown weights such as {unknown[0]!r})")
-    set_state_dict(unit, optimizer, model_state_dict={PREFIX + k: v for k, v in weights.items()},
+    set_state_dict(unit, optimizer, model_state_dict={MODEL_PREFIX + k: v for k, v in weights.items()},
                    optim_state_dict=optimizer_state,
                    options=StateDictOptions(full_state_dict=True, strict=False))
 

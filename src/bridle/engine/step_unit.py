@@ -13,6 +13,8 @@ from typing import Any
 
 from torch import Tensor, nn
 
+MODEL_PREFIX = "model."  # the unit's name for the model: the start of every key of the unit's state dict
+
 
 class StepUnit(nn.Module):
     """`model` (a submodule, so the wrapper sees its parameters) and `step(model, batch) -> StepOutput`, run as
